@@ -1,0 +1,6 @@
+"""``python -m genkit`` (and ``accelerate launch -m genkit``) runs the CLI."""
+
+from genkit.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Checkpoint directories: ``genkit.json`` beside safetensors weights, written atomically.
+
+Layout of a checkpoint directory::
+
+    genkit.json        format version, generator, plugin, versions, config, training summary,
+                       and the size and sha256 of every weight file
+    README.md          a model card written from genkit.json
+    <weights>          the plugin's layout (a diffusers pipeline, a transformers model, ...)
+    training_state/    only in training checkpoints: what an exact resume needs
+
+A run directory (``genkit train --out DIR``) holds ``model/`` (the final model),
+``checkpoints/step-NNNNNNNN/`` (training checkpoints), ``logs/`` and ``metrics.jsonl``;
+:func:`resolve_checkpoint_dir` turns either kind into the checkpoint to load.
+
+Writes go to a temporary sibling directory that is renamed into place, so a crash never
+leaves half a checkpoint. Nothing is ever loaded with pickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genkit.errors import CheckpointError, PluginError
+
+if TYPE_CHECKING:
+    from genkit.generator import Generator
+
+MANIFEST = "genkit.json"
+FORMAT = "genkit-checkpoint"
+FORMAT_VERSION = 1
+TRAINING_STATE = "training_state"
+CHECKPOINTS = "checkpoints"
+FINAL_MODEL = "model"
+STEP_PREFIX = "step-"
+
+
+# ------------------------------------------------------------------------ atomic writes
+@contextlib.contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success it replaces ``path`` in one rename.
+
+    On any error the temporary directory is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_tree(root: Path) -> None:
+    for file in root.rglob("*"):
+        if file.is_file():
+            with open(file, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- saving
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of genkit and the libraries it stands on (those already imported)."""
+    from importlib import metadata
+
+    from genkit import __version__
+
+    versions = {"genkit": __version__}
+    for dist in ("torch", "diffusers", "transformers", "accelerate", "safetensors", "tokenizers"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return versions
+
+
+def cast_weights(directory: Path, dtype: str) -> None:
+    """Rewrite every safetensors file under ``directory`` with floating tensors as ``dtype``."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    target = getattr(torch, dtype)
+    for file in directory.rglob("*.safetensors"):
+        if TRAINING_STATE in file.relative_to(directory).parts:
+            continue
+        with safe_open(str(file), framework="pt") as fh:
+            metadata = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        tensors = {k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(tensors, str(file), metadata=metadata)
+
+
+def write_manifest(directory: Path, generator: Generator, training: dict[str, Any] | None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``genkit.json`` (and the model card) for the weights already in ``directory``."""
+    from genkit.config import config_to_dict
+    from genkit.registry import get_registry
+
+    plugin: dict[str, Any] = {"name": None, "distribution": None, "version": None}
+    with contextlib.suppress(PluginError):
+        spec = get_registry().generator(generator.name)
+        plugin = {"name": spec.plugin, "distribution": spec.distribution, "version": spec.version}
+    weights = {}
+    for file in generator.weight_files(directory):
+        rel = file.relative_to(directory).as_posix()
+        weights[rel] = {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "generator": generator.name,
+        "modality": generator.modality,
+        "plugin": plugin,
+        "versions": library_versions(),
+        "config": config_to_dict(generator.config),
+        "training": training or {},
+        "weights": weights,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    from genkit.modelcard import write_model_card
+
+    write_model_card(directory, manifest)
+    return manifest
+
+
+def save_checkpoint(generator: Generator, path: Path, weights_dtype: str | None = None,
+                    training: dict[str, Any] | None = None,
+                    write_extra: Any = None) -> Path:
+    """Write ``generator`` as a checkpoint directory at ``path`` atomically.
+
+    Args:
+        generator: the generator to save; EMA weights are saved when it has them.
+        path: the checkpoint directory (replaced whole if it exists).
+        weights_dtype: e.g. ``"float16"`` to store floating weights at half size.
+        training: the training summary for ``genkit.json`` (default: the generator's).
+        write_extra: optional callable(tmp_dir) writing more files (training state).
+    """
+    path = Path(path)
+    _check_replaceable(path)
+    with atomic_directory(path) as tmp:
+        with generator.sampling_weights():
+            generator.save_weights(tmp)
+        if weights_dtype:
+            cast_weights(tmp, weights_dtype)
+        if write_extra is not None:
+            write_extra(tmp)
+        write_manifest(tmp, generator, generator.training_summary if training is None else training)
+    return path
+
+
+def _check_replaceable(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path} exists and is a file; choose a directory path")
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
+        raise CheckpointError(f"{path} exists and is not a genkit checkpoint; refusing to "
+                              "overwrite it: choose another path")
+
+
+# ----------------------------------------------------------------------------- loading
+def step_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete training checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    steps = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)
+             and (p / MANIFEST).is_file()]
+    return sorted(steps, key=lambda p: p.name)
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint directory for ``path``: itself, or a run directory's final model or
+    newest training checkpoint."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a file; give the checkpoint directory")
+    if (path / MANIFEST).is_file():
+        return path
+    if (path / FINAL_MODEL / MANIFEST).is_file():
+        return path / FINAL_MODEL
+    steps = step_checkpoints(path)
+    if steps:
+        return steps[-1]
+    if (path / "model_index.json").is_file() or (path / "config.json").is_file():
+        raise CheckpointError(f"{path} is not a genkit checkpoint (no {MANIFEST}); to sample "
+                              "from a plain diffusers pipeline directory pass --plugin diffusion")
+    raise CheckpointError(f"{path} is not a genkit checkpoint (no {MANIFEST})")
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The validated ``genkit.json`` of a checkpoint directory, with its weight files checked."""
+    file = directory / MANIFEST
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} is not a genkit checkpoint (no {MANIFEST})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{file} is damaged (not valid JSON: {exc}); re-save the "
+                              "checkpoint or use another one") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{file} is not a genkit checkpoint manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{directory} has checkpoint format {version!r}, newer than this "
+                              f"genkit reads ({FORMAT_VERSION}); upgrade genkit")
+    for key in ("generator", "config", "weights"):
+        if key not in manifest:
+            raise CheckpointError(f"{file} is damaged: it has no {key!r} entry")
+    for rel, info in manifest["weights"].items():
+        weight = directory / rel
+        if not weight.is_file():
+            raise CheckpointError(f"checkpoint {directory} is incomplete: {rel} is missing")
+        if weight.stat().st_size != info.get("bytes"):
+            raise CheckpointError(f"checkpoint {directory} is damaged: {rel} has "
+                                  f"{weight.stat().st_size} bytes, expected {info.get('bytes')} "
+                                  "(truncated?)")
+    return manifest
+
+
+def checkpoint_identity(directory: Path) -> str:
+    """A short hash naming a checkpoint: ``genkit.json`` records every weight file's sha256,
+    so this hash changes whenever config or weights do."""
+    data = (Path(directory) / MANIFEST).read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def load_checkpoint(path: str | Path, device: Any = "auto",
+                    plugin: str | None = None) -> Generator:
+    """Load a checkpoint (or run directory) onto ``device``.
+
+    Args:
+        path: a checkpoint directory, a run directory, or (with ``plugin``) a foreign
+            directory the plugin can open itself (a plain diffusers pipeline).
+        device: ``auto``, ``cpu``, ``cuda:N``, ...
+        plugin: the generator name to use when the directory has no ``genkit.json``.
+    """
+    from genkit.config import config_from_dict
+    from genkit.devices import resolve_device
+    from genkit.registry import get_registry
+
+    raw = Path(path).expanduser()
+    torch_device = resolve_device(device)
+    if plugin and raw.is_dir() and not (raw / MANIFEST).is_file() \
+            and not (raw / FINAL_MODEL).is_dir() and not (raw / CHECKPOINTS).is_dir():
+        cls = get_registry().generator(plugin).load_class()
+        opener = getattr(cls, "from_foreign_dir", None)
+        if opener is None:
+            raise CheckpointError(f"{raw} is not a genkit checkpoint (no {MANIFEST}), and plugin "
+                                  f"{plugin!r} cannot open other directories")
+        generator = opener(raw, torch_device)
+        generator.name = generator.name or plugin
+        generator.source_dir = raw
+        return generator
+    directory = resolve_checkpoint_dir(raw)
+    manifest = read_manifest(directory)
+    name = manifest["generator"]
+    if plugin and plugin != name:
+        raise CheckpointError(f"{directory} holds a {name!r} model, not {plugin!r}; "
+                              f"drop --plugin or use --plugin {name}")
+    cls = get_registry().generator(name).load_class()
+    config = config_from_dict(cls.Config, manifest["config"], what=f"{name} config in {directory}")
+    generator = cls(config)
+    generator.name = name
+    generator.training_summary = manifest.get("training", {})
+    generator.source_dir = directory
+    generator._device = torch_device
+    try:
+        generator.load_weights(directory)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"cannot read the weights of {directory}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                              ) from exc
+    generator.to(torch_device)
+    for module in generator.modules().values():
+        module.eval()
+    return generator

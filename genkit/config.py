@@ -1,0 +1,156 @@
+"""Typed configuration records: validation and parsing of ``key=value`` strings.
+
+Each generator declares its hyper-parameters as a dataclass. ``build_config`` checks
+every key and type on creation, so a typo is an error that lists the valid keys instead
+of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Union
+
+from genkit.errors import ConfigError
+
+_NONE_WORDS = ("none", "null")
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """The resolved type of every field of dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def build_config(cls: type, values: Mapping[str, Any] | None = None, what: str = "config") -> Any:
+    """An instance of dataclass ``cls`` from ``values``, each checked against its field type.
+
+    Strings are parsed into the field's type (so CLI ``--set key=value`` works); any other
+    value must already have the right type. ``__post_init__`` runs for range checks.
+    """
+    values = dict(values or {})
+    types_ = field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        raise ConfigError(f"unknown {what} key{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}; valid keys: {', '.join(types_)}")
+    checked = {key: coerce(value, types_[key], f"{what} {key!r}") for key, value in values.items()}
+    try:
+        return cls(**checked)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid {what}: {exc}") from exc
+
+
+def replace_config(config: Any, values: Mapping[str, Any], what: str = "config") -> Any:
+    """A copy of ``config`` with ``values`` applied and validated."""
+    merged = {**dataclasses.asdict(config), **values}
+    return build_config(type(config), merged, what)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def config_from_dict(cls: type, values: Mapping[str, Any], what: str = "config") -> Any:
+    """The inverse of :func:`config_to_dict`, validated."""
+    return build_config(cls, values, what)
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def parse_assignments(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``, with a clear error on a missing ``=``."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def coerce(value: Any, tp: Any, what: str) -> Any:
+    """``value`` as type ``tp`` (parsing strings), or a ConfigError saying what was expected."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in _NONE_WORDS):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, what)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{what}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if isinstance(value, str) and value not in args:
+            for choice in args:  # "3" for Literal[3]
+                if str(choice) == value:
+                    return choice
+        if value not in args:
+            raise ConfigError(f"{what} must be one of {', '.join(map(str, args))}; got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{what} must be a comma list, got {value!r}")
+        item_tp = args[0] if args else Any
+        items = [coerce(v.strip() if isinstance(v, str) else v, item_tp, what) for v in value]
+        return tuple(items) if origin is tuple else items
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{what} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{what} must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{what} must be a string, got {value!r}")
+    if isinstance(value, tp):
+        return value
+    raise ConfigError(f"{what} must be of type {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``condition``: for ``__post_init__`` range checks."""
+    if not condition:
+        raise ConfigError(message)

@@ -1,0 +1,31 @@
+"""The plugin contract: the hooks a genkit plugin may implement.
+
+Every hook receives a ``register`` callable and calls it once per thing it adds. Hooks
+only *describe* what a plugin offers (names and lazy ``"module:attr"`` paths): nothing
+heavy is imported until a command actually needs it, so listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("genkit")
+
+
+@hookspec
+def register_generators(register: Callable[..., None]) -> None:
+    """Add generators: ``register(name, target="module:Class", modality="image"|"text",
+    summary="one line", default_checkpoint="module:folder" | None)``."""
+
+
+@hookspec
+def register_data_sources(register: Callable[..., None]) -> None:
+    """Add data sources: ``register(scheme, loader="module:function", modality=..., summary=...)``;
+    the loader is called as ``loader(argument, split=..., **options)``."""
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``genkit`` click group (``cli.add_command(...)``)."""
