@@ -74,15 +74,16 @@ def generators() -> list[GeneratorSpec]:
     return get_registry().generator_specs()
 
 
-def create(name: str, /, **config: Any) -> Generator:
-    """A new, untrained generator of family ``name`` with ``config`` (validated)."""
+def create(name: str, /, *, seed: int = 0, **config: Any) -> Generator:
+    """A new, untrained generator of family ``name`` with ``config`` (validated).
+
+    The initial weights are a function of ``seed``: the same call builds the same model.
+    """
     from genkit.registry import get_registry
 
     spec = get_registry().generator(name)
     cls = spec.load_class()
-    generator = cls(**config)
-    generator.name = name
-    return generator
+    return cls.named(name, init_seed=seed, **config)
 
 
 def load(path: str | Path, device: str = "auto") -> Generator:

@@ -305,8 +305,7 @@ def load_checkpoint(path: str | Path, device: Any = "auto",
                               f"drop --plugin or use --plugin {name}")
     cls = get_registry().generator(name).load_class()
     config = config_from_dict(cls.Config, manifest["config"], what=f"{name} config in {directory}")
-    generator = cls(config)
-    generator.name = name
+    generator = cls.named(name, config)
     generator.training_summary = manifest.get("training", {})
     generator.source_dir = directory
     generator._device = torch_device

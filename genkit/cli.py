@@ -177,8 +177,9 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
         _launch_training(num_processes, options.get("precision"))
         return
     generator = _generator_for_training(plugin, out, options.get("resume", False),
-                                        _assignments(sets))
+                                        _assignments(sets), options["seed"])
     report = generator.train(data, out=out, progress=not no_progress, **options)
+    _end_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         verb = "stopped at" if report.interrupted else "trained to"
         click.echo(f"{generator.name}: {verb} step {report.steps} in {report.seconds:.1f} s "
@@ -189,8 +190,22 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
             sys.exit(INTERRUPTED)
 
 
+def _end_process_group() -> None:
+    """Leave the process group cleanly under ``accelerate launch`` (avoids gloo aborts at exit)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _generator_for_training(plugin: str | None, out: Path, resume: bool,
-                            config: dict[str, str]) -> Any:
+                            config: dict[str, str], seed: int) -> Any:
     import genkit
     from genkit.checkpoint import read_manifest, step_checkpoints
     from genkit.errors import ConfigError
@@ -203,10 +218,10 @@ def _generator_for_training(plugin: str | None, out: Path, resume: bool,
         manifest = read_manifest(steps[-1])
         if plugin and plugin != manifest["generator"]:
             raise ConfigError(f"--resume: {out} is a {manifest['generator']!r} run, not {plugin!r}")
-        return genkit.create(manifest["generator"], **{**manifest["config"], **config})
+        return genkit.create(manifest["generator"], seed=seed, **{**manifest["config"], **config})
     if not plugin:
         raise click.UsageError("--plugin is required (see 'genkit plugins')")
-    return genkit.create(plugin, **config)
+    return genkit.create(plugin, seed=seed, **config)
 
 
 def _launch_training(processes: int, precision: str | None) -> None:

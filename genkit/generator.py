@@ -61,7 +61,7 @@ class Generator:
     #: registry name; set by :func:`genkit.create` / :func:`genkit.load`
     name: str = ""
 
-    def __init__(self, config: Any = None, **values: Any) -> None:
+    def __init__(self, config: Any = None, *, init_seed: int = 0, **values: Any) -> None:
         if config is None:
             config = build_config(self.Config, values, what=f"{self._label()} config")
         elif values:
@@ -72,11 +72,25 @@ class Generator:
         self.training_summary: dict[str, Any] = {}
         self.ema: Any = None  # set by the training engine: diffusers EMAModel per module
         self.source_dir: Path | None = None  # checkpoint this generator was loaded from
-        self.build()
+        self.init_seed = init_seed
+        import torch
+
+        from genkit.seeding import derive_seed
+
+        with torch.random.fork_rng(devices=[]):  # the same config and seed, the same weights
+            torch.manual_seed(derive_seed("init", init_seed))
+            self.build()
+
+    def _label(self) -> str:
+        return self.name or type(self).__name__
 
     @classmethod
-    def _label(cls) -> str:
-        return cls.name or cls.__name__
+    def named(cls, name: str, *args: Any, **kwargs: Any) -> Generator:
+        """An instance that knows its registry ``name`` from the start (for its messages)."""
+        generator = cls.__new__(cls)
+        generator.name = name
+        generator.__init__(*args, **kwargs)
+        return generator
 
     # ------------------------------------------------------------------ plugin parts
     def build(self) -> None:
@@ -186,7 +200,7 @@ class Generator:
 
         return train(self, data, **kwargs)
 
-    def sample(self, n: int = 1, seed: int = 0, batch_size: int | None = None,
+    def sample(self, n: int | None = None, seed: int = 0, batch_size: int | None = None,
                **kwargs: Any) -> list[Any]:
         """``n`` samples (PIL images or strings); sample i depends only on (seed, i).
 
@@ -198,14 +212,15 @@ class Generator:
         return [s.output for s in iter_samples(self, n=n, seed=seed, batch_size=batch_size,
                                                **kwargs)]
 
-    def iter_samples(self, n: int, seed: int = 0, batch_size: int | None = None,
+    def iter_samples(self, n: int | None = None, seed: int = 0, batch_size: int | None = None,
                      **kwargs: Any) -> Iterator[Any]:
         """Like :meth:`sample`, but yields :class:`genkit.sampling.Sample` records one at a time."""
         from genkit.sampling import iter_samples
 
         return iter_samples(self, n=n, seed=seed, batch_size=batch_size, **kwargs)
 
-    def sample_to(self, out: str | Path, n: int, seed: int = 0, batch_size: int | None = None,
+    def sample_to(self, out: str | Path, n: int | None = None, seed: int = 0,
+                  batch_size: int | None = None,
                   **kwargs: Any) -> Any:
         """Write ``n`` samples into folder ``out`` with a manifest; resumable (see genkit.sampling)."""
         from genkit.sampling import sample_to

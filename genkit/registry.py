@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -112,6 +113,12 @@ class DataSourceSpec:
         return fn(argument, split=split, **options)
 
 
+def _check_target(target: Any, what: str) -> None:
+    if not isinstance(target, str) or target.count(":") != 1 or target.startswith(":") \
+            or target.endswith(":"):
+        raise PluginError(f"{what}: target {target!r} is not of the form 'module:attribute'")
+
+
 def import_target(target: str, what: str) -> Any:
     """Import ``"module:attr"`` and return the attribute, with a clear error."""
     module_name, _, attr = target.partition(":")
@@ -138,20 +145,55 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _genkit_requirement(dist: metadata.Distribution | None) -> str | None:
-    """The specifier a distribution puts on ``genkit`` in its requirements, if any."""
+def _normalise(name: str) -> str:
+    """A distribution or plugin name in PEP 503 form (``Genkit_Plugin.Flow`` -> ``genkit-plugin-flow``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+#: a requirement line that names the ``genkit`` distribution itself (not ``genkit-foo``)
+_GENKIT_REQUIREMENT = re.compile(r"^\s*genkit(?![A-Za-z0-9._-])", re.IGNORECASE)
+
+
+@dataclass
+class _DistributionFacts:
+    """What discovery needs from a distribution's metadata, read once per distribution."""
+
+    name: str | None
+    version: str | None
+    genkit_requirement: str | None  # e.g. ">=0.2,<1" when it declares one
+
+
+def _distribution_facts(dist: metadata.Distribution | None) -> _DistributionFacts:
     if dist is None:
+        return _DistributionFacts(None, None, None)
+    meta = dist.metadata
+    return _DistributionFacts(meta["Name"], meta["Version"],
+                              _genkit_requirement(meta.get_all("Requires-Dist") or []))
+
+
+def _genkit_requirement(requires: list[str]) -> str | None:
+    """The specifier a distribution puts on ``genkit`` in its requirements, if any.
+
+    ``packaging`` is imported only when a line names genkit, which keeps discovery light.
+    A requirement under an environment marker counts when the marker holds here (extras
+    do not: they are optional).
+    """
+    lines = [line for line in requires if _GENKIT_REQUIREMENT.match(line)]
+    if not lines:
         return None
+    from packaging.markers import UndefinedEnvironmentName
     from packaging.requirements import InvalidRequirement, Requirement
 
-    for line in dist.requires or []:
+    specifiers = []
+    for line in lines:
         try:
             req = Requirement(line)
-        except InvalidRequirement:
+            applies = req.marker is None or req.marker.evaluate({"extra": ""})
+        except (InvalidRequirement, UndefinedEnvironmentName):
             continue
-        if req.name.lower() == "genkit" and not req.marker and str(req.specifier):
-            return str(req.specifier)
-    return None
+        if applies and str(req.specifier):
+            specifiers.append(str(req.specifier))
+    return ",".join(specifiers) or None
 
 
 def _genkit_version() -> str:
@@ -173,8 +215,10 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._generators: dict[str, list[GeneratorSpec]] = {}
         self._sources: dict[str, list[DataSourceSpec]] = {}
+        self._clashing: set[str] = set()  # plugins whose status is a name clash
         self.strict = _env_flag("GENKIT_STRICT_PLUGINS") if strict is None else strict
-        if _env_flag("GENKIT_TRACE_PLUGINS") if trace is None else trace:
+        self.trace = _env_flag("GENKIT_TRACE_PLUGINS") if trace is None else trace
+        if self.trace:
             self._enable_trace()
         from genkit import data
 
@@ -184,46 +228,69 @@ class Registry:
     # ----------------------------------------------------------------- discovery
     @classmethod
     def discover(cls, **kwargs: Any) -> Registry:
-        """A registry holding every plugin installed under the ``genkit`` entry-point group."""
+        """A registry holding every plugin installed under the ``genkit`` entry-point group.
+
+        ``GENKIT_LOAD_PLUGINS`` / ``GENKIT_DISABLE_PLUGINS`` are applied before a plugin is
+        imported; they match a plugin's entry-point name or its distribution's name (so
+        ``GENKIT_DISABLE_PLUGINS=genkit`` turns off every built-in family).
+        """
         registry = cls(**kwargs)
         allow = _env_list("GENKIT_LOAD_PLUGINS")
-        deny = set(_env_list("GENKIT_DISABLE_PLUGINS") or [])
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        deny = _env_list("GENKIT_DISABLE_PLUGINS") or []
+        facts: dict[int, _DistributionFacts] = {}
+        entries = []
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
-            info = PluginInfo(
-                ep.name,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
-            )
-            if ep.name in registry.plugins:
-                registry._fail(info, f"plugin name {ep.name!r} is also used by "
-                               f"{registry.plugins[ep.name].distribution}")
-                continue
-            registry.plugins[ep.name] = info
-            if (allow is not None and ep.name not in allow) or ep.name in deny:
-                info.status = "disabled"
-                continue
-            needed = _genkit_requirement(dist)
-            if needed and not _satisfies(_genkit_version(), needed):
-                registry._fail(info, f"incompatible: needs genkit {needed}", prefix=False)
-                continue
-            start = time.perf_counter()
-            try:
-                module = ep.load()
-            except Exception as exc:
-                registry._fail(info, f"{type(exc).__name__}: {exc}")
-                continue
-            finally:
-                info.import_ms = (time.perf_counter() - start) * 1000
-            registry._register(module, info)
+            if id(dist) not in facts:
+                facts[id(dist)] = _distribution_facts(dist)
+            entries.append((ep, facts[id(dist)]))
+        # Sorted by plugin name, then distribution: the order never depends on sys.path.
+        for ep, dist_facts in sorted(entries, key=lambda e: (e[0].name, e[1].name or "")):
+            registry._load_entry_point(ep, dist_facts, allow, deny)
         return registry
+
+    def _load_entry_point(self, ep: metadata.EntryPoint, facts: _DistributionFacts,
+                          allow: list[str] | None, deny: list[str]) -> None:
+        """Import one plugin (unless disabled or incompatible) and register it.
+
+        Two distributions may use one entry-point name: the second is registered as
+        ``"NAME (DISTRIBUTION)"``; both work (generator names are what must be unique).
+        """
+        name = ep.name if ep.name not in self.plugins else f"{ep.name} ({facts.name})"
+        info = PluginInfo(name, distribution=facts.name, version=facts.version)
+        self.plugins[name] = info
+        names = {ep.name, _normalise(facts.name or "")}
+        if (allow is not None and not names & set(allow)) or names & set(deny):
+            info.status = "disabled"
+            self._trace(f"plugin {name!r} disabled by GENKIT_LOAD_PLUGINS/GENKIT_DISABLE_PLUGINS")
+            return
+        needed = facts.genkit_requirement
+        if needed and not _satisfies(_genkit_version(), needed):
+            self._fail(info, f"incompatible: needs genkit {needed} (this is genkit "
+                       f"{_genkit_version()})", prefix=False)
+            return
+        start = time.perf_counter()
+        try:
+            module = ep.load()
+        except Exception as exc:
+            info.import_ms = (time.perf_counter() - start) * 1000
+            self._fail(info, f"{type(exc).__name__}: {exc}")
+            return
+        info.import_ms = (time.perf_counter() - start) * 1000
+        self._trace(f"import plugin {name!r} ({ep.value}) {info.import_ms:.2f} ms")
+        self._register(module, info)
 
     def register_plugin(self, plugin: Any, name: str | None = None,
                         distribution: str | None = None, version: str | None = None) -> PluginInfo:
-        """Register a plugin object or module directly (tests, notebooks, embedding)."""
+        """Register a plugin object or module directly (tests, notebooks, embedding).
+
+        Failures are recorded in the returned :class:`PluginInfo` (``status``), as for
+        installed plugins; in strict mode they raise :class:`PluginError`.
+        """
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-        if name in self.plugins and self.plugins[name].ok:
-            raise PluginError(f"a plugin named {name!r} is already registered")
+        if self.pm.get_plugin(name) is not None:
+            raise PluginError(f"a plugin named {name!r} is already registered; "
+                              "unregister_plugin it first")
         info = PluginInfo(name, distribution=distribution, version=version)
         self.plugins[name] = info
         self._register(plugin, info)
@@ -232,19 +299,24 @@ class Registry:
     def unregister_plugin(self, name: str) -> None:
         """Remove a plugin and everything it registered."""
         self.plugins.pop(name, None)
-        with contextlib.suppress(ValueError):
+        self._clashing.discard(name)
+        if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         for table in (self._generators, self._sources):
             for key in list(table):
                 table[key] = [s for s in table[key] if s.plugin != name]
                 if not table[key]:
                     del table[key]
+        self._update_clashes()
 
     def _register(self, plugin: Any, info: PluginInfo) -> None:
         """Validate a plugin's hooks, then collect what it registers; all or nothing."""
         try:
             self.pm.register(plugin, name=info.name)
+            self._check_hook_names(plugin)
         except Exception as exc:  # pluggy.PluginValidationError and friends
+            if self.pm.get_plugin(info.name) is not None:
+                self.pm.unregister(name=info.name)
             self._fail(info, f"{type(exc).__name__}: {exc}")
             return
         generators: list[GeneratorSpec] = []
@@ -266,32 +338,84 @@ class Registry:
         for src in sources:
             self._sources.setdefault(src.scheme, []).append(src)
             info.data_sources.append(src.scheme)
-        for spec in generators:
-            if len(self._generators[spec.name]) > 1:
-                first = self._generators[spec.name][0]
-                self._fail(info, f"generator {spec.name!r} clashes with plugin {first.plugin!r} "
-                           f"({first.distribution or 'not installed'})", keep=True)
+        self._update_clashes()
+
+    def _check_hook_names(self, plugin: Any) -> None:
+        """A hook implementation whose name is no genkit hook is a typo: report it."""
+        unknown = sorted(
+            caller.name for caller in self.pm.get_hookcallers(plugin) or []
+            if not caller.has_spec()
+            and any(impl.plugin is plugin and not impl.optionalhook
+                    for impl in caller.get_hookimpls()))
+        if unknown:
+            known = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("register_")))
+            raise PluginError(f"unknown hook {', '.join(unknown)}; genkit's hooks are {known}")
+
+    def _update_clashes(self) -> None:
+        """Mark every plugin that offers a generator or data source another one offers too.
+
+        Both sides are marked (the outcome does not depend on discovery order); their
+        other generators keep working, and asking for the contested name is an error that
+        names both. A plugin whose clash went away (unregistered rival) is ``ok`` again.
+        """
+        reasons: dict[str, list[str]] = {}
+        for kind, table in (("generator", self._generators), ("data source", self._sources)):
+            for key, specs in table.items():
+                for spec in specs if len(specs) > 1 else ():
+                    rivals = [self._describe(s.plugin) for s in specs if s.plugin != spec.plugin]
+                    reasons.setdefault(spec.plugin, []).append(
+                        f"{kind} {key!r} is also provided by {' and '.join(rivals)}")
+        for name in self._clashing - set(reasons):
+            if name in self.plugins:
+                self.plugins[name].status = "ok"
+        self._clashing &= set(reasons)
+        for name, why in reasons.items():
+            info = self.plugins.get(name)
+            if info is None:
+                continue
+            status = f"failed: {'; '.join(why)}; disable one with GENKIT_DISABLE_PLUGINS"
+            if info.status != status and (info.ok or name in self._clashing):
+                self._clashing.add(name)
+                self._fail(info, status, prefix=False, keep=True)
+
+    def _describe(self, plugin: str) -> str:
+        info = self.plugins.get(plugin)
+        if info is None:
+            return f"plugin {plugin!r} (built in)" if plugin == "genkit" else f"plugin {plugin!r}"
+        where = f"{info.distribution} {info.version or ''}".strip() if info.distribution \
+            else "not installed"
+        return f"plugin {plugin!r} ({where})"
 
     def _generator_spec(self, info: PluginInfo, name: str, target: str, modality: str = "image",
                         summary: str = "", default_checkpoint: str | None = None) -> GeneratorSpec:
         if modality not in MODALITIES:
             raise PluginError(f"generator {name!r}: modality must be one of {MODALITIES}, "
                               f"got {modality!r}")
+        _check_target(target, f"generator {name!r}")
         return GeneratorSpec(name, target, modality, summary, info.name, info.distribution,
                              info.version, default_checkpoint)
 
     def _source_spec(self, info: PluginInfo, scheme: str, loader: str, modality: str = "image",
                      summary: str = "") -> DataSourceSpec:
+        _check_target(loader, f"data source {scheme!r}")
         return DataSourceSpec(scheme, loader, modality, summary, info.name)
 
     def _fail(self, info: PluginInfo, reason: str, prefix: bool = True, keep: bool = False) -> None:
+        """Record that a plugin failed (``keep``: its generators stay listed); in strict
+        mode raise instead."""
+        reason = " ".join(reason.split())  # one line, whatever the exception said
         info.status = f"failed: {reason}" if prefix else reason
-        self.plugins.setdefault(info.name, info)
+        self._trace(f"plugin {info.name!r}: {info.status}")
         if self.strict:
             raise PluginError(f"plugin {info.name!r} ({info.distribution or 'not installed'}): "
                               f"{info.status} (GENKIT_STRICT_PLUGINS is set)")
         if not keep:
             info.generators.clear()
+            info.data_sources.clear()
+
+    def _trace(self, message: str) -> None:
+        if self.trace:
+            print(f"genkit trace: {message}", file=sys.stderr)
 
     def _enable_trace(self) -> None:
         starts: dict[str, float] = {}
@@ -300,9 +424,12 @@ class Registry:
             starts[hook_name] = time.perf_counter()
 
         def after(outcome: Any, hook_name: str, impls: list, kwargs: dict) -> None:
+            if not impls:
+                return
             ms = (time.perf_counter() - starts.pop(hook_name, time.perf_counter())) * 1000
             names = ",".join(i.plugin_name for i in impls) or "-"
-            print(f"genkit trace: {hook_name} [{names}] {ms:.2f} ms", file=sys.stderr)
+            error = "" if outcome.exception is None else f" raised {type(outcome.exception).__name__}"
+            print(f"genkit trace: hook {hook_name} [{names}] {ms:.2f} ms{error}", file=sys.stderr)
 
         self.pm.add_hookcall_monitoring(before, after)
 
@@ -321,10 +448,10 @@ class Registry:
             hint = self._hint_for_missing(name)
             raise PluginError(f"unknown generator {name!r}; available: {known}{hint}")
         if len(specs) > 1:
-            who = " and ".join(f"{s.plugin} ({s.distribution or 'not installed'})" for s in specs)
+            who = " and ".join(self._describe(s.plugin) for s in specs)
             raise PluginClashError(
-                f"generator {name!r} is provided by two plugins: {who}; uninstall one or "
-                f"disable one with GENKIT_DISABLE_PLUGINS")
+                f"generator {name!r} is provided by {who}; uninstall one or disable one "
+                "with GENKIT_DISABLE_PLUGINS")
         return specs[0]
 
     def _hint_for_missing(self, name: str) -> str:
@@ -340,22 +467,36 @@ class Registry:
         if not specs:
             known = ", ".join(sorted(self._sources))
             raise ConfigError(f"unknown data source {scheme!r}; available: {known}")
-        return specs[-1]
+        if len(specs) > 1:
+            who = " and ".join(self._describe(s.plugin) for s in specs)
+            raise PluginClashError(f"data source {scheme!r} is provided by {who}; uninstall "
+                                   "one or disable it with GENKIT_DISABLE_PLUGINS")
+        return specs[0]
 
     def data_source_specs(self) -> list[DataSourceSpec]:
-        return [specs[-1] for _, specs in sorted(self._sources.items())]
+        return [specs[0] for _, specs in sorted(self._sources.items())]
 
     def add_commands(self, cli: Any) -> None:
-        """Let every loaded plugin add its click commands; failures are recorded, not raised."""
-        for name, plugin in self.pm.list_name_plugin():
+        """Let every loaded plugin add its click commands; failures are recorded, not raised
+        (except in strict mode). A plugin may add commands, never replace one."""
+        for name, _plugin in self.pm.list_name_plugin():
             info = self.plugins.get(name)
             if info is None or not info.ok:
                 continue
             others = [p for n, p in self.pm.list_name_plugin() if n != name]
+            before = dict(cli.commands)
             try:
                 self.pm.subset_hook_caller("register_commands", others)(cli=cli)
             except Exception as exc:
+                cli.commands.clear()
+                cli.commands.update(before)
                 self._fail(info, f"register_commands: {type(exc).__name__}: {exc}", keep=True)
+                continue
+            replaced = sorted(k for k, cmd in before.items() if cli.commands.get(k) is not cmd)
+            if replaced:
+                cli.commands.update({k: before[k] for k in replaced})
+                self._fail(info, f"register_commands: command {', '.join(replaced)} already "
+                           "exists; give the plugin's command another name", keep=True)
 
 
 def _satisfies(version: str, specifier: str) -> bool:

@@ -225,7 +225,7 @@ def iter_samples(generator: Generator, n: int | None = None, seed: int = 0,
                  **kwargs: Any) -> Iterator[Sample]:
     """Yield ``n`` samples in index order (the iterator form of batch generation)."""
     plan = plan_samples(generator, n, kwargs)
-    batch_size = batch_size or _default_batch_size(generator)
+    batch_size = _default_batch_size(generator) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise SamplingError(f"--batch-size must be at least 1, got {batch_size}")
     for samples in generate_batches(generator, plan, seed, batch_size, range(plan.n), stream):
@@ -426,7 +426,7 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
     if fmt not in allowed:
         raise SamplingError(f"--format {fmt} does not fit {generator.modality} samples; "
                             f"use one of {', '.join(allowed)}")
-    batch_size = batch_size or _default_batch_size(generator)
+    batch_size = _default_batch_size(generator) if batch_size is None else int(batch_size)
     if batch_size < 1:
         raise SamplingError(f"--batch-size must be at least 1, got {batch_size}")
     plan = plan_samples(generator, n, dict(kwargs))

@@ -257,7 +257,8 @@ def _unflatten_optimizer(tensors: dict[str, Any], plain: dict[str, Any]) -> dict
 
 
 def _module_state(modules: Mapping[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
-    return {f"{name}.{k}": v.detach().contiguous().cpu()
+    # clone: tied weights (GPT-2's wte/lm_head) share memory, which safetensors refuses
+    return {f"{name}.{k}": v.detach().cpu().clone()
             for name, m in modules.items() for k, v in m.state_dict().items()}
 
 
@@ -450,8 +451,12 @@ class _Engine:
         trackers = None
         if self.out is not None and args.log_with != "none":
             trackers = args.log_with
+        if distributed:  # each process takes its own GPU; without GPUs, gloo on the CPU
+            use_cpu = args.device == "cpu" or not torch.cuda.is_available()
+        else:
+            use_cpu = device.type == "cpu"
         self.accelerator = Accelerator(
-            cpu=device is not None and device.type == "cpu",
+            cpu=use_cpu,
             mixed_precision=args.precision,
             gradient_accumulation_steps=args.grad_accum,
             log_with=trackers,

@@ -26,3 +26,20 @@ def toy_registry():
     registry.register_plugin(ToyPlugin(), name="toy", distribution="genkit-tests")
     with use_registry(registry):
         yield registry
+
+
+@pytest.fixture(scope="session")
+def toy_env(tmp_path_factory):
+    """Environment for subprocesses in which the toy generator is an installed plugin
+    (a dist-info folder with an entry point, found by importlib.metadata)."""
+    site = tmp_path_factory.mktemp("toy_site")
+    info = site / "genkit_toy-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: genkit-toy\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[genkit]\ntoy = toy\n")
+    tests_dir = Path(__file__).parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(tests_dir), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

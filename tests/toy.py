@@ -81,6 +81,12 @@ class ToyGenerator(Generator):
         return [Image.fromarray(img.view(s, s).numpy(), mode="L") for img in imgs]
 
 
+@hookimpl
+def register_generators(register):
+    """Module-level hook: lets tests install this module as an entry-point plugin."""
+    register("toy", target="toy:ToyGenerator", modality="image", summary="test toy")
+
+
 class ToyPlugin:
     @hookimpl
     def register_generators(self, register):
