@@ -176,9 +176,10 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
     if num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         _launch_training(num_processes, options.get("precision"))
         return
-    generator = _generator_for_training(plugin, out, options.get("resume", False),
-                                        _assignments(sets), options["seed"])
-    report = generator.train(data, out=out, progress=not no_progress, **options)
+    generator, data_options = _generator_for_training(plugin, out, options.get("resume", False),
+                                                      _assignments(sets), options["seed"])
+    report = generator.train(data, out=out, progress=not no_progress,
+                             data_options=data_options, **options)
     _end_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         verb = "stopped at" if report.interrupted else "trained to"
@@ -205,11 +206,16 @@ def _end_process_group() -> None:
 
 
 def _generator_for_training(plugin: str | None, out: Path, resume: bool,
-                            config: dict[str, str], seed: int) -> Any:
+                            sets: dict[str, str], seed: int) -> tuple[Any, dict[str, str]]:
+    """The generator to train and the data-source options found among the ``--set`` values."""
+    import dataclasses
+
     import genkit
     from genkit.checkpoint import read_manifest, step_checkpoints
+    from genkit.data import DATA_OPTIONS
     from genkit.errors import ConfigError
 
+    base: dict[str, Any] = {}
     if resume:
         steps = step_checkpoints(out)
         if not steps:
@@ -218,10 +224,13 @@ def _generator_for_training(plugin: str | None, out: Path, resume: bool,
         manifest = read_manifest(steps[-1])
         if plugin and plugin != manifest["generator"]:
             raise ConfigError(f"--resume: {out} is a {manifest['generator']!r} run, not {plugin!r}")
-        return genkit.create(manifest["generator"], seed=seed, **{**manifest["config"], **config})
+        plugin, base = manifest["generator"], manifest["config"]
     if not plugin:
         raise click.UsageError("--plugin is required (see 'genkit plugins')")
-    return genkit.create(plugin, seed=seed, **config)
+    fields = {f.name for f in dataclasses.fields(_registry().generator(plugin).load_class().Config)}
+    data_options = {k: v for k, v in sets.items() if k in DATA_OPTIONS and k not in fields}
+    config = {k: v for k, v in sets.items() if k not in data_options}
+    return genkit.create(plugin, seed=seed, **{**base, **config}), data_options
 
 
 def _launch_training(processes: int, precision: str | None) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "test", "all")
 _SPLIT_ALIASES = {"val": "test", "validation": "test", "valid": "test"}
+DATA_OPTIONS = ("column", "label_column", "size")  # --set keys meant for the data source
 HELD_OUT_FRACTION = 0.1  # text: the last 10% is held out
 DIGITS_TEST_FRACTION = 0.2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

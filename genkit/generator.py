@@ -12,9 +12,9 @@ Nothing here imports torch at module level: listing plugins must stay light.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from genkit.config import build_config, replace_config
 from genkit.errors import ConfigError

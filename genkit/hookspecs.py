@@ -7,7 +7,8 @@ heavy is imported until a command actually needs it, so listing plugins stays fa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -150,10 +150,6 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-#: a requirement line that names the ``genkit`` distribution itself (not ``genkit-foo``)
-_GENKIT_REQUIREMENT = re.compile(r"^\s*genkit(?![A-Za-z0-9._-])", re.IGNORECASE)
-
-
 @dataclass
 class _DistributionFacts:
     """What discovery needs from a distribution's metadata, read once per distribution."""
@@ -174,26 +170,36 @@ def _distribution_facts(dist: metadata.Distribution | None) -> _DistributionFact
 def _genkit_requirement(requires: list[str]) -> str | None:
     """The specifier a distribution puts on ``genkit`` in its requirements, if any.
 
-    ``packaging`` is imported only when a line names genkit, which keeps discovery light.
+    ``packaging`` is imported only when a line names genkit (its specifier module only,
+    and its marker module only when the line has a marker), which keeps discovery light.
     A requirement under an environment marker counts when the marker holds here (extras
     do not: they are optional).
     """
-    lines = [line for line in requires if _GENKIT_REQUIREMENT.match(line)]
-    if not lines:
-        return None
-    from packaging.markers import UndefinedEnvironmentName
-    from packaging.requirements import InvalidRequirement, Requirement
-
     specifiers = []
-    for line in lines:
-        try:
-            req = Requirement(line)
-            applies = req.marker is None or req.marker.evaluate({"extra": ""})
-        except (InvalidRequirement, UndefinedEnvironmentName):
+    for line in requires:
+        match = _GENKIT_LINE.match(line)
+        if not match:
             continue
-        if applies and str(req.specifier):
-            specifiers.append(str(req.specifier))
+        spec, marker = match.group("spec").strip(), match.group("marker")
+        if marker and not _marker_holds(marker):
+            continue
+        if spec:
+            specifiers.append(spec)
     return ",".join(specifiers) or None
+
+
+#: ``genkit [extras] (specifier) ; marker`` as written in Requires-Dist
+_GENKIT_LINE = re.compile(r"^\s*genkit\s*(?:\[[^\]]*\])?\s*\(?(?P<spec>[^;()]*)\)?\s*"
+                          r"(?:;(?P<marker>.*))?$", re.IGNORECASE)
+
+
+def _marker_holds(marker: str) -> bool:
+    from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
+
+    try:
+        return Marker(marker.strip()).evaluate({"extra": ""})
+    except (InvalidMarker, UndefinedEnvironmentName):
+        return False
 
 
 def _genkit_version() -> str:

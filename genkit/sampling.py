@@ -318,16 +318,19 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
     return i, k
 
 
-def _part_name(shard: tuple[int, int]) -> str:
+def _part_name(shard: tuple[int, int], base: str = MANIFEST) -> str:
+    """The file a shard appends to: ``manifest.jsonl`` alone, else one part per shard."""
     i, k = shard
-    return MANIFEST if k == 1 else f"manifest.part-{i:03d}-of-{k:03d}.jsonl"
+    stem = base.removesuffix(".jsonl")
+    return base if k == 1 else f"{stem}.part-{i:03d}-of-{k:03d}.jsonl"
 
 
-def read_manifest_records(out: Path) -> dict[int, dict[str, Any]]:
+def read_manifest_records(out: Path, base: str = MANIFEST) -> dict[int, dict[str, Any]]:
     """Finished samples of an output directory (all manifest parts), by index. A partial
     last line (a crash mid-write) is ignored."""
     records: dict[int, dict[str, Any]] = {}
-    for file in sorted(out.glob("manifest*.jsonl")):
+    stem = base.removesuffix(".jsonl")
+    for file in sorted([*out.glob(base), *out.glob(f"{stem}.part-*.jsonl")]):
         for line in file.read_text(encoding="utf-8").splitlines():
             with contextlib.suppress(json.JSONDecodeError, KeyError, TypeError):
                 rec = json.loads(line)
@@ -336,12 +339,19 @@ def read_manifest_records(out: Path) -> dict[int, dict[str, Any]]:
 
 
 def merge_manifests(out: Path) -> int:
-    """Merge every manifest part into ``manifest.jsonl`` (sorted by index); return the count."""
+    """Merge every shard's part into ``manifest.jsonl`` (and ``samples.jsonl`` for text),
+    sorted by index; return the number of finished samples."""
     records = read_manifest_records(out)
-    lines = "".join(json.dumps(records[i]) + "\n" for i in sorted(records))
-    atomic_write_text(out / MANIFEST, lines)
-    for part in out.glob("manifest.part-*.jsonl"):
-        part.unlink()
+    for base in (TEXT_FILE, MANIFEST):  # the manifest last: it is what marks samples done
+        stem = base.removesuffix(".jsonl")
+        parts = list(out.glob(f"{stem}.part-*.jsonl"))
+        if not parts and base == TEXT_FILE:
+            continue
+        rows = read_manifest_records(out, base)
+        rows = {i: r for i, r in rows.items() if i in records}
+        atomic_write_text(out / base, "".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
+        for part in parts:
+            part.unlink()
     return len(records)
 
 
@@ -371,15 +381,14 @@ def _check_or_write_run(out: Path, run: dict[str, Any], overwrite: bool) -> None
         return
     if overwrite and out.exists():
         for child in out.iterdir():
-            if child.name.startswith("manifest") or child.name in (RUN_FILE, TEXT_FILE) or \
+            if child.name.startswith(("manifest", "samples")) or child.name == RUN_FILE or \
                     child.suffix in (".png", ".npy", ".txt"):
                 child.unlink() if child.is_file() else shutil.rmtree(child)
     atomic_write_text(file, json.dumps(run, indent=2) + "\n")
 
 
-def _repair_text_file(out: Path, done: set[int]) -> None:
-    """Keep only the lines of ``samples.jsonl`` whose sample is in the manifest."""
-    file = out / TEXT_FILE
+def _repair_text_file(file: Path, done: set[int]) -> None:
+    """Keep only the lines of a text-samples file whose sample is in the manifest."""
     if not file.exists():
         return
     kept, seen = [], set()
@@ -435,8 +444,9 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
     try:
         _check_or_write_run(out, _run_description(generator, plan, seed, fmt), overwrite)
         done = {i for i in read_manifest_records(out) if i < plan.n}
+        text_file = out / _part_name(shard_, TEXT_FILE)
         if fmt == "jsonl":
-            _repair_text_file(out, done)
+            _repair_text_file(text_file, done)
         todo = _shard_indices(plan.n, batch_size, shard_, done)
         skipped = len(_shard_indices(plan.n, batch_size, shard_, set())) - len(todo)
         identity = generator_identity(generator)
@@ -446,7 +456,7 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
         manifest_path = out / _part_name(shard_)
         with open(manifest_path, "a", encoding="utf-8") as manifest:
             for samples in generate_batches(generator, plan, seed, batch_size, todo):
-                records = [_write_sample(out, s, fmt, identity) for s in samples]
+                records = [_write_sample(out, s, fmt, identity, text_file) for s in samples]
                 manifest.write("".join(json.dumps(r) + "\n" for r in records))
                 manifest.flush()
                 bar.update(len(samples))
@@ -454,6 +464,8 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
         seconds = time.perf_counter() - start
         if shard_[1] == 1:
             merge_manifests(out)
+        elif shard is None:  # launched processes (accelerate launch / torchrun): merge once
+            _finish_launched_shard(out, shard_)
         if grid is not None and generator.modality == "image" and shard_[0] == 0:
             _write_grid_from_files(out, grid, fmt)
     except OSError as exc:
@@ -463,6 +475,24 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
     return SampleReport(str(out), written, skipped, seconds,
                         written / seconds if seconds > 0 else 0.0,
                         [r for r in (str(out / _part_name(shard_)),)])
+
+
+def _finish_launched_shard(out: Path, shard: tuple[int, int], timeout: float = 24 * 3600) -> None:
+    """Mark this process's share done; process 0 waits for every share, then merges."""
+    i, k = shard
+    atomic_write_text(out / f".done-{i:03d}-of-{k:03d}", "")
+    if i != 0:
+        return
+    markers = [out / f".done-{j:03d}-of-{k:03d}" for j in range(k)]
+    deadline = time.monotonic() + timeout
+    while not all(m.exists() for m in markers):
+        if time.monotonic() > deadline:
+            raise SamplingError("timed out waiting for the other sampling processes; rerun the "
+                                "same command to finish the missing samples")
+        time.sleep(0.2)
+    merge_manifests(out)
+    for marker in markers:
+        marker.unlink(missing_ok=True)
 
 
 def _prepare_out(out: Path) -> None:
@@ -478,12 +508,13 @@ def _prepare_out(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _write_sample(out: Path, sample: Sample, fmt: str, identity: str) -> dict[str, Any]:
+def _write_sample(out: Path, sample: Sample, fmt: str, identity: str,
+                  text_file: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"index": sample.index, "seed": sample.seed,
                               **sample.conditions, "checkpoint": identity}
     if fmt == "jsonl":
         line = json.dumps({"index": sample.index, "text": sample.output, **sample.conditions})
-        with open(out / TEXT_FILE, "a", encoding="utf-8") as fh:
+        with open(text_file, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         record["file"] = TEXT_FILE
         return record

@@ -367,8 +367,10 @@ def _check_out_writable(out: Path) -> None:
 class _Engine:
     """One training run. Use :func:`train`."""
 
-    def __init__(self, generator: Generator, args: TrainArgs, data: Any) -> None:
+    def __init__(self, generator: Generator, args: TrainArgs, data: Any,
+                 data_options: Mapping[str, Any] | None = None) -> None:
         self.generator, self.args, self.data_spec = generator, args, data
+        self.data_options = dict(data_options or {})
         self.out = Path(args.out) if args.out else None
         self.stop_requested = False
         self.history: list[dict[str, float]] = []
@@ -388,10 +390,10 @@ class _Engine:
         if spec is None:
             raise ConfigError(f"generator {g.name!r} has no default data; pass --data")
         self.data_name = spec if isinstance(spec, str) else getattr(spec, "name", "data")
-        train_data = load_data(spec, split="train")
+        train_data = load_data(spec, split="train", **self.data_options)
         self.eval_data = None
         if type(g).evaluate is not _base_evaluate() and isinstance(spec, str):
-            self.eval_data = load_data(spec, split="test")
+            self.eval_data = load_data(spec, split="test", **self.data_options)
         if self.resume_from is not None:
             self._check_resume_compatible(self.resume_from)
             g.load_weights(self.resume_from)  # tokenizers and other non-tensor state
@@ -451,6 +453,7 @@ class _Engine:
         trackers = None
         if self.out is not None and args.log_with != "none":
             trackers = args.log_with
+            _check_tracker_installed(trackers)
         if distributed:  # each process takes its own GPU; without GPUs, gloo on the CPU
             use_cpu = args.device == "cpu" or not torch.cuda.is_available()
         else:
@@ -747,6 +750,15 @@ class _Engine:
             gc.collect()
 
 
+def _check_tracker_installed(name: str) -> None:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[name]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"--log-with {name} needs the {module} package: pip install {module} "
+                          "(or use --log-with tensorboard)")
+
+
 def _base_evaluate() -> Any:
     from genkit.generator import Generator
 
@@ -769,10 +781,14 @@ def _flat_config(engine: _Engine) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
 
 
-def train(generator: Generator, data: Any = None, **kwargs: Any) -> TrainReport:
-    """Train ``generator`` on ``data``; see :class:`TrainArgs` for the keywords."""
+def train(generator: Generator, data: Any = None, data_options: Mapping[str, Any] | None = None,
+          **kwargs: Any) -> TrainReport:
+    """Train ``generator`` on ``data``; see :class:`TrainArgs` for the keywords.
+
+    ``data_options`` go to the data source (e.g. ``{"column": "text"}`` for ``hf:PATH``).
+    """
     args = resolve_args(generator, kwargs)
-    engine = _Engine(generator, args, data)
+    engine = _Engine(generator, args, data, data_options)
     try:
         engine.setup()
         engine.build()

@@ -167,3 +167,21 @@ def test_manual_shards_union_equals_whole(toy, tmp_path):
     toy.sample_to(tmp_path / "whole", n=20, batch_size=4, progress=False)
     assert {k: v.tobytes() for k, v in _pixels(tmp_path / "s").items()} == \
         {k: v.tobytes() for k, v in _pixels(tmp_path / "whole").items()}
+
+
+def test_accelerate_launch_shards_and_merges(toy, toy_env, tmp_path):
+    toy.save(tmp_path / "ckpt")
+    args = ["--checkpoint", str(tmp_path / "ckpt"), "-n", "24", "--batch-size", "4",
+            "--no-progress", "--device", "cpu"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+              "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+              "--dynamo_backend", "no", "-m", "genkit", "sample"]
+    result = subprocess.run([*launch, *args, "--out", str(tmp_path / "acc")], env=toy_env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    toy.sample_to(tmp_path / "one", n=24, batch_size=4, progress=False)
+    assert {k: v.tobytes() for k, v in _pixels(tmp_path / "acc").items()} == \
+        {k: v.tobytes() for k, v in _pixels(tmp_path / "one").items()}
+    lines = (tmp_path / "acc" / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == list(range(24))
+    assert not list((tmp_path / "acc").glob("manifest.part-*"))

@@ -141,11 +141,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toy_registry, tmp_pat
     ({"device": "cuda:7"}, genkit.DeviceError, "cuda"),
     ({"lr_schedule": "zigzag"}, ConfigError, "lr_schedule must be one of"),
     ({"bogus": 1}, ConfigError, "unknown training option key 'bogus'"),
+    ({"log_with": "wandb"}, ConfigError, "needs the wandb package"),
 ])
 def test_bad_training_input_fails_before_work(toy_registry, tmp_path, kwargs, error, message):
     g = genkit.create("toy")
     with pytest.raises(error, match=message):
-        g.train("digits", out=tmp_path / "run", **QUIET, **kwargs)
+        g.train("digits", out=tmp_path / "run", **{**QUIET, **kwargs})
     assert not step_checkpoints(tmp_path / "run")
 
 
@@ -187,3 +188,21 @@ def test_two_processes_with_gloo(toy_env, tmp_path):
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == sorted({m["step"] for m in metrics})  # main writes once
     assert metrics[-1]["loss"] < metrics[0]["loss"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(toy_env, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "genkit", "train", "--plugin", "toy", "--out", str(out),
+           "--steps", "100000", "--log-with", "none", "--no-progress", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, env=toy_env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "Resume with: genkit train --out" in err
+    saved = step_checkpoints(out)
+    assert len(saved) == 1 and 0 < int(saved[0].name.split("-")[1]) < 100000
+    assert not (out / "model").exists()  # the final model is only written by a finished run
