@@ -124,11 +124,12 @@ def plugins(as_json: bool) -> None:
     if not infos:
         click.echo("No plugins installed.")
         return
-    width = max(len(i.name) for i in infos)
-    for info in infos:
-        dist = f"{info.distribution or '-'} {info.version or ''}".strip()
-        gens = ", ".join(info.generators) or "-"
-        click.echo(f"{info.name:<{width}}  {info.status:<8}  {dist:<20}  generators: {gens}")
+    rows = [("PLUGIN", "DISTRIBUTION", "GENERATORS", "STATUS")]
+    rows += [(info.name, f"{info.distribution or '-'} {info.version or ''}".strip(),
+              ", ".join(info.generators) or "-", info.status) for info in infos]
+    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+    for name, dist, gens, status in rows:  # status last: a failure reason can be long
+        click.echo(f"{name:<{widths[0]}}  {dist:<{widths[1]}}  {gens:<{widths[2]}}  {status}")
 
 
 # -------------------------------------------------------------------------------- train

@@ -7,8 +7,9 @@ recorded with its error and skipped; every other plugin keeps working. Nothing h
 
 Environment variables (read when the registry is built):
 
-- ``GENKIT_LOAD_PLUGINS``: comma list of plugin names to load; empty loads none.
-- ``GENKIT_DISABLE_PLUGINS``: comma list of plugin names to skip.
+- ``GENKIT_LOAD_PLUGINS``: comma list of plugins to load (entry-point or distribution
+  names); empty loads none.
+- ``GENKIT_DISABLE_PLUGINS``: comma list of plugins to skip (wins over the allow list).
 - ``GENKIT_STRICT_PLUGINS=1``: any plugin failure raises :class:`PluginError` (for CI).
 - ``GENKIT_TRACE_PLUGINS=1``: log every hook call and its duration to stderr.
 """
@@ -181,16 +182,17 @@ def _genkit_requirement(requires: list[str]) -> str | None:
         if not match:
             continue
         spec, marker = match.group("spec").strip(), match.group("marker")
-        if marker and not _marker_holds(marker):
-            continue
+        if spec.startswith("@") or (marker and not _marker_holds(marker)):
+            continue  # a direct URL names no version; a marker may not hold here
         if spec:
             specifiers.append(spec)
     return ",".join(specifiers) or None
 
 
 #: ``genkit [extras] (specifier) ; marker`` as written in Requires-Dist
-_GENKIT_LINE = re.compile(r"^\s*genkit\s*(?:\[[^\]]*\])?\s*\(?(?P<spec>[^;()]*)\)?\s*"
-                          r"(?:;(?P<marker>.*))?$", re.IGNORECASE)
+_GENKIT_LINE = re.compile(r"^\s*genkit(?![A-Za-z0-9._-])\s*(?:\[[^\]]*\])?"  # name, extras
+                          r"\s*\(?(?P<spec>[^;()]*)\)?\s*(?:;(?P<marker>.*))?$",  # spec; marker
+                          re.IGNORECASE)
 
 
 def _marker_holds(marker: str) -> bool:
@@ -265,8 +267,9 @@ class Registry:
         name = ep.name if ep.name not in self.plugins else f"{ep.name} ({facts.name})"
         info = PluginInfo(name, distribution=facts.name, version=facts.version)
         self.plugins[name] = info
-        names = {ep.name, _normalise(facts.name or "")}
-        if (allow is not None and not names & set(allow)) or names & set(deny):
+        names = {_normalise(ep.name), _normalise(facts.name or "")}
+        if (allow is not None and not names & {_normalise(a) for a in allow}) \
+                or names & {_normalise(d) for d in deny}:
             info.status = "disabled"
             self._trace(f"plugin {name!r} disabled by GENKIT_LOAD_PLUGINS/GENKIT_DISABLE_PLUGINS")
             return

@@ -215,7 +215,8 @@ def check_generator(name_or_class: str | type, config: Mapping[str, Any] | None 
         probe_config: set each number of the config to -1 in turn: it must either be
             accepted or rejected with ConfigError, never crash with another error.
         device: where to run (``"cpu"``).
-        workdir: where checkpoints go (default: a temporary folder, removed after).
+        workdir: a folder to keep each check's checkpoints in (a fresh sub-folder per
+            call); default: a temporary folder, removed after.
         name: the registry name for a class under test.
 
     Returns:
@@ -225,10 +226,16 @@ def check_generator(name_or_class: str | type, config: Mapping[str, Any] | None 
         target_name = name_or_class
         registry_cm: Any = contextlib.nullcontext()
     else:
+        if "<locals>" in getattr(name_or_class, "__qualname__", "<locals>"):
+            raise ConformanceError(f"{name_or_class!r}: define the generator class at module "
+                                   "level, so genkit can import it by its 'module:Class' path")
         target_name = name or "under-test"
         registry_cm = isolated_registry((f"conformance-{target_name}",
                                          _ClassPlugin(target_name, name_or_class)))
-    with registry_cm, _workdir(workdir) as work:
+    import torch
+
+    # the caller's global RNG is left as it was (training and sampling reseed it)
+    with registry_cm, _workdir(workdir) as work, torch.random.fork_rng(devices=[]):
         checker = _Checker(target_name, dict(config or {}), data, steps=steps,
                            batch_size=batch_size, n=n, seed=seed,
                            sample_options=dict(sample_options or {}),
@@ -238,9 +245,11 @@ def check_generator(name_or_class: str | type, config: Mapping[str, Any] | None 
 
 @contextlib.contextmanager
 def _workdir(workdir: str | Path | None) -> Iterator[Path]:
+    """A fresh folder for one check: inside ``workdir`` (kept, for inspection), or a
+    temporary one (removed)."""
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        yield Path(workdir)
+        yield Path(tempfile.mkdtemp(prefix="check-", dir=workdir))
         return
     with tempfile.TemporaryDirectory(prefix="genkit-conformance-") as tmp:
         yield Path(tmp)
@@ -505,12 +514,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 # ---------------------------------------------------------------------- pytest plugin
-try:
+# The fixtures exist when pytest is running (it loads this module through the ``pytest11``
+# entry point); a plain script that imports the kit does not pay for importing pytest.
+if "pytest" in sys.modules:
     import pytest
-except ImportError:  # pragma: no cover - the kit also works without pytest
-    pytest = None  # type: ignore[assignment]
-
-if pytest is not None:
 
     @pytest.fixture
     def genkit_registry() -> Iterator[Registry]:

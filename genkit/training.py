@@ -591,7 +591,8 @@ class _Engine:
             last_loss = self._log(step, window, window_scalars, None, start_time)
         seconds = time.perf_counter() - start_time
         interrupted = step < args.steps
-        if not interrupted and self.eval_data is not None:
+        if not interrupted and self.eval_data is not None and \
+                not (args.eval_every and step % args.eval_every == 0):
             self._evaluate(step)
         self._finish_summary(step, seconds, last_loss)
         if self.out is not None and (self.last_checkpoint is None
