@@ -70,10 +70,17 @@ def atomic_directory(path: Path) -> Iterator[Path]:
 
 
 def _fsync_tree(root: Path) -> None:
+    """Flush every file to disk and give it the usual permissions (safetensors writes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
     for file in root.rglob("*"):
         if file.is_file():
+            os.chmod(file, 0o666 & ~umask)
             with open(file, "rb") as fh:
                 os.fsync(fh.fileno())
+        elif file.is_dir():
+            os.chmod(file, 0o777 & ~umask)
+    os.chmod(root, 0o777 & ~umask)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -321,7 +321,9 @@ def sample(ctx: click.Context, plugin: str | None, checkpoint: Path | None, n: i
                                      grid=grid if shard is None else None, overwrite=overwrite,
                                      shard=shard, progress=not no_progress,
                                      **conditions, **options)
-    for extra in generator.write_extras(generator.options(options), seed, out):
+    from genkit.sampling import write_extras
+
+    for extra in write_extras(generator, generator.options(options), seed, out):
         click.echo(f"wrote {extra}", err=True)
     click.echo(report.summary(), err=True)
     if grid is not None and shard is None and generator.modality == "image":

@@ -220,6 +220,13 @@ def generate_batches(generator: Generator, plan: SamplePlan, seed: int, batch_si
             yield [Sample(i, s, c, o) for i, s, c, o in zip(batch, seeds, conditions, outputs)]
 
 
+def write_extras(generator: Generator, options: Any, seed: int, out: Path | None) -> list[Path]:
+    """Run the generator's side outputs (trajectory, interpolation strip) in sampling mode:
+    eval mode, inference mode and EMA weights, as for the samples themselves."""
+    with _eval_mode(generator):
+        return list(generator.write_extras(options, seed, out))
+
+
 def iter_samples(generator: Generator, n: int | None = None, seed: int = 0,
                  batch_size: int | None = None, stream: Callable[[str], None] | None = None,
                  **kwargs: Any) -> Iterator[Sample]:

@@ -215,16 +215,18 @@ def make_ema(module: torch.nn.Module, args: TrainArgs) -> Any:
 def ema_weights(generator: Generator) -> Iterator[None]:
     """Inside the block the EMA'd modules hold their EMA weights (no-op without EMA)."""
     emas = generator.ema or {}
-    if not emas:
+    if not emas or getattr(generator, "_ema_swapped", False):  # none, or already inside
         yield
         return
     modules = generator.modules()
     for name, ema in emas.items():
         ema.store(modules[name].parameters())
         ema.copy_to(modules[name].parameters())
+    generator._ema_swapped = True
     try:
         yield
     finally:
+        generator._ema_swapped = False
         for name, ema in emas.items():
             ema.restore(modules[name].parameters())
 
@@ -394,8 +396,10 @@ class _Engine:
         self.eval_data = None
         if type(g).evaluate is not _base_evaluate() and isinstance(spec, str):
             self.eval_data = load_data(spec, split="test", **self.data_options)
+        self.previous_summary: dict[str, Any] = {}
         if self.resume_from is not None:
             self._check_resume_compatible(self.resume_from)
+            self.previous_summary = read_manifest(self.resume_from).get("training") or {}
             g.load_weights(self.resume_from)  # tokenizers and other non-tensor state
         self.dataset = g.make_dataset(train_data, "train")
         if len(self.dataset) < args.batch_size:
@@ -676,7 +680,7 @@ class _Engine:
         from genkit.checkpoint import library_versions
 
         args, acc = self.args, self.accelerator
-        previous = self.generator.training_summary if self.resume_from else {}
+        previous = self.previous_summary
         self.generator.training_summary = {
             "data": self.data_name, "steps": step, "batch_size": args.batch_size,
             "grad_accum": args.grad_accum, "lr": args.lr, "lr_schedule": args.lr_schedule,

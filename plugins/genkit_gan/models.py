@@ -1,0 +1,202 @@
+"""The GAN's networks: plain ``torch.nn.Module`` s that also save and load the Hugging Face
+way (``huggingface_hub.PyTorchModelHubMixin``), so a checkpoint's ``generator/`` folder
+opens without genkit::
+
+    from genkit_gan.models import ConvGenerator
+    G = ConvGenerator.from_pretrained("runs/gan/generator")  # config.json + model.safetensors
+    images = G(torch.randn(16, G.latent_dim))                 # (16, C, S, S) in [-1, 1]
+
+Two architectures:
+
+- ``conv`` (DCGAN, Radford et al. 2016): the generator projects z to a 4x4 map and doubles
+  it with stride-2 transposed convolutions; the discriminator halves with stride-2
+  convolutions and LeakyReLU. Image sizes 8, 16, 32, ... (4 * 2**k).
+- ``mlp``: two hidden layers each side, for tiny images (4..64 pixels).
+
+The generator normalises with GroupNorm instead of DCGAN's BatchNorm: a sample must not
+depend on the batch it is drawn in, and the EMA weights used for sampling would not match
+BatchNorm's running statistics. The discriminator has no normalisation layer (optional
+spectral normalisation instead, Miyato et al. 2018) so real and generated images can
+share one forward pass. Class conditioning: a label embedding concatenated to z in the
+generator, a projection term in the discriminator (Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+MODEL_CARD = """
+---
+{{ card_data }}
+---
+
+A `{class_name}` network of a genkit `gan` model: plain PyTorch, saved with
+`huggingface_hub.PyTorchModelHubMixin` (config.json + model.safetensors). Load it without
+genkit:
+
+```python
+from genkit_gan.models import {class_name}
+model = {class_name}.from_pretrained("path/to/this/folder")
+```
+"""
+
+
+def hub_kwargs(class_name: str) -> dict[str, Any]:
+    """PyTorchModelHubMixin class options: library, tags and a model card naming the class."""
+    return {"library_name": "genkit", "tags": ["genkit", "gan", "image-generation"],
+            "model_card_template": MODEL_CARD.replace("{class_name}", class_name)}
+
+
+CONV_SIZES = tuple(4 * 2**k for k in range(1, 7))  # 8 .. 256
+MLP_SIZE_RANGE = (4, 64)
+
+
+def conv_levels(image_size: int) -> int:
+    """Number of 2x resolution steps between 4x4 and ``image_size`` (a conv arch)."""
+    return int(math.log2(image_size // 4))
+
+
+def group_norm(width: int) -> nn.GroupNorm:
+    """GroupNorm with up to 8 groups (batch-independent, EMA-safe)."""
+    return nn.GroupNorm(math.gcd(width, 8), width)
+
+
+def maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
+    """``module`` with spectral normalisation of its weight when ``enabled``."""
+    return _spectral_norm(module) if enabled else module
+
+
+class _Generator(nn.Module):
+    """Shared parts: the label embedding concatenated to z."""
+
+    latent_dim: int
+    num_classes: int
+
+    def _init_condition(self, latent_dim: int, num_classes: int) -> int:
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.label_embedding = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        return latent_dim * (2 if num_classes else 1)
+
+    def _condition(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if self.label_embedding is None:
+            return z  # (B, Z)
+        if labels is None:
+            raise ValueError("this generator is class-conditional: pass labels")
+        return torch.cat([z, self.label_embedding(labels)], dim=1)  # (B, 2Z)
+
+
+class _Discriminator(nn.Module):
+    """Shared parts: a linear logit head plus the class projection term."""
+
+    def _init_head(self, feature_dim: int, num_classes: int, spectral_norm: bool) -> None:
+        self.num_classes = num_classes
+        self.head = maybe_sn(nn.Linear(feature_dim, 1), spectral_norm)
+        self.label_projection = None
+        if num_classes:
+            projection = nn.Embedding(num_classes, feature_dim)
+            # small init (as SNGAN): nn.Embedding's N(0, 1) would make the class term
+            # ~sqrt(F) times larger than the real/fake head and swamp it from step one
+            nn.init.xavier_uniform_(projection.weight)
+            self.label_projection = maybe_sn(projection, spectral_norm)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Real-vs-fake logits ``(B,)`` of ``images`` ``(B, C, S, S)``."""
+        h = self.features(images)  # (B, F)
+        logits = self.head(h).squeeze(1)  # (B,)
+        if self.label_projection is not None:
+            if labels is None:
+                raise ValueError("this discriminator is class-conditional: pass labels")
+            logits = logits + (self.label_projection(labels) * h).sum(dim=1)  # (B,)
+        return logits
+
+
+class ConvGenerator(_Generator, PyTorchModelHubMixin,
+                    **hub_kwargs("ConvGenerator")):
+    """DCGAN generator: z ``(B, latent_dim)`` → images ``(B, channels, S, S)`` in [-1, 1]."""
+
+    def __init__(self, latent_dim: int = 64, image_size: int = 16, channels: int = 1,
+                 base_width: int = 64, num_classes: int = 0) -> None:
+        super().__init__()
+        in_dim = self._init_condition(latent_dim, num_classes)
+        levels = conv_levels(image_size)
+        widths = [base_width * 2 ** (levels - 1 - i) for i in range(levels)]  # at 4, 8, .., S/2
+        self.start_width = widths[0]
+        self.project = nn.Linear(in_dim, widths[0] * 16, bias=False)
+        self.start = nn.Sequential(group_norm(widths[0]), nn.ReLU(inplace=True))
+        blocks: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            blocks += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), group_norm(w_out),
+                       nn.ReLU(inplace=True)]
+        blocks += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.project(self._condition(z, labels))  # (B, W0 * 16)
+        h = self.start(h.view(-1, self.start_width, 4, 4))  # (B, W0, 4, 4)
+        return self.blocks(h)  # (B, C, S, S)
+
+
+class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
+                        **hub_kwargs("ConvDiscriminator")):
+    """DCGAN discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``."""
+
+    def __init__(self, image_size: int = 16, channels: int = 1, base_width: int = 64,
+                 num_classes: int = 0, spectral_norm: bool = False) -> None:
+        super().__init__()
+        levels = conv_levels(image_size)
+        widths = [base_width * 2**i for i in range(levels)]  # at S/2, S/4, .., 4
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip([channels, *widths[:-1]], widths):
+            layers += [maybe_sn(nn.Conv2d(w_in, w_out, 4, 2, 1), spectral_norm),
+                       nn.LeakyReLU(0.2, inplace=True)]
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self._init_head(widths[-1] * 16, num_classes, spectral_norm)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)  # (B, W * 4 * 4)
+
+
+class MLPGenerator(_Generator, PyTorchModelHubMixin,
+                   **hub_kwargs("MLPGenerator")):
+    """MLP generator for tiny images: z → images ``(B, channels, S, S)`` in [-1, 1]."""
+
+    def __init__(self, latent_dim: int = 64, image_size: int = 8, channels: int = 1,
+                 hidden: int = 256, num_classes: int = 0) -> None:
+        super().__init__()
+        in_dim = self._init_condition(latent_dim, num_classes)
+        self.shape = (channels, image_size, image_size)
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, channels * image_size * image_size), nn.Tanh())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.net(self._condition(z, labels))  # (B, C * S * S)
+        return x.view(-1, *self.shape)  # (B, C, S, S)
+
+
+class MLPDiscriminator(_Discriminator, PyTorchModelHubMixin,
+                       **hub_kwargs("MLPDiscriminator")):
+    """MLP discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``."""
+
+    def __init__(self, image_size: int = 8, channels: int = 1, hidden: int = 256,
+                 num_classes: int = 0, spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Flatten(),
+            maybe_sn(nn.Linear(channels * image_size * image_size, hidden), spectral_norm),
+            nn.LeakyReLU(0.2, inplace=True),
+            maybe_sn(nn.Linear(hidden, hidden), spectral_norm), nn.LeakyReLU(0.2, inplace=True))
+        self._init_head(hidden, num_classes, spectral_norm)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)  # (B, hidden)
