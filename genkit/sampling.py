@@ -519,6 +519,9 @@ def _write_sample(out: Path, sample: Sample, fmt: str, identity: str,
                   text_file: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"index": sample.index, "seed": sample.seed,
                               **sample.conditions, "checkpoint": identity}
+    drawn = getattr(sample.output, "info", {}).get("label")
+    if "label" not in record and drawn is not None:  # a label the model drew for itself
+        record["label"] = int(drawn)
     if fmt == "jsonl":
         line = json.dumps({"index": sample.index, "text": sample.output, **sample.conditions})
         with open(text_file, "a", encoding="utf-8") as fh:

@@ -1,0 +1,446 @@
+"""Denoising diffusion: a diffusers ``UNet2DModel`` trained with a ``DDPMScheduler`` schedule.
+
+Training (Ho et al., 2020): noise a clean image to a random timestep t with the DDPM
+forward process and regress the UNet onto the noise (``epsilon``) or the velocity
+(``v_prediction``). Sampling runs the reverse process with any diffusers scheduler built
+``from_config`` of the training schedule (DDPM, DDIM, DPM-Solver++, Euler), so the sampler
+and its step count are chosen at sample time without retraining.
+
+Class-conditional (``num_classes > 0``): the UNet gets a label embedding with one extra
+"null" row (index ``num_classes``). Training replaces a ``label_dropout`` fraction of the
+labels by the null label, so the model is also unconditional and classifier-free guidance
+(``guidance_scale > 1``) works. A sample asked for without a label gets a label drawn from
+its own seed: drawing y, then x given y, is a sample of the whole data distribution, and
+conditional samples of a small model are sharper than null-label ones.
+
+The checkpoint directory is also a diffusers pipeline directory (``model_index.json``,
+``unet/``, ``scheduler/``)::
+
+    from diffusers import DDPMPipeline
+    pipe = DDPMPipeline.from_pretrained(DIR, use_safetensors=True)   # unconditional models
+    images = pipe(batch_size=4, num_inference_steps=50).images
+
+A class-conditional checkpoint opens with plain diffusers the same way, piece by piece::
+
+    import torch
+    from diffusers import DDIMScheduler, UNet2DModel
+    unet = UNet2DModel.from_pretrained(DIR, subfolder="unet", use_safetensors=True)
+    scheduler = DDIMScheduler.from_pretrained(DIR, subfolder="scheduler")
+    scheduler.set_timesteps(50)
+    labels = torch.tensor([0, 1, 2, 3])                     # null label = num_class_embeds - 1
+    x = torch.randn(4, unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    with torch.inference_mode():
+        for t in scheduler.timesteps:
+            eps = unet(x, t, class_labels=labels).sample
+            x = scheduler.step(eps, t, x).prev_sample
+    images = (x.clamp(-1, 1) + 1) / 2                        # (4, C, H, W) in [0, 1]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from safetensors.torch import load_file
+
+from genkit.plugin import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    Generator,
+    ImageData,
+    check,
+    images_to_tensor,
+    sample_generators,
+)
+from genkit_diffusion.sampler import SCHEDULERS, Trajectory, denoise, make_scheduler, to_pil
+
+#: ``beta_schedule`` names shown to users -> diffusers' names
+BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
+#: steps used when ``--steps`` is left out, per sampler
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20, "euler": 30}
+#: the files a checkpoint must hold (beside genkit.json)
+UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
+REQUIRED_FILES = ("model_index.json", "unet/config.json", UNET_WEIGHTS,
+                  "scheduler/scheduler_config.json")
+_LABEL_STREAM = 0x1ABE1  # keeps the label draw of a sample apart from its noise stream
+
+
+@dataclasses.dataclass
+class DiffusionConfig:
+    """Hyper-parameters of a diffusion model (all visible here, with their defaults)."""
+
+    image_size: int = 16  # side of the square images, in pixels
+    channels: int = 1  # 1 (grey) or 3 (RGB)
+    block_out_channels: tuple[int, ...] = (16, 32, 32)  # UNet widths, one per resolution
+    layers_per_block: int = 1  # ResNet blocks per resolution
+    attention: bool = False  # self-attention at the lowest resolution and in the middle
+    norm_num_groups: int = 8  # GroupNorm groups; must divide every width
+    num_classes: int = 0  # > 0: class-conditional on labels 0..num_classes-1
+    label_dropout: float = 0.1  # fraction of labels replaced by the null label in training
+    prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
+    beta_schedule: Literal["linear", "cosine"] = "cosine"
+    num_train_timesteps: int = 1000
+
+    def __post_init__(self) -> None:
+        blocks = self.block_out_channels
+        check(self.channels in (1, 3), "channels must be 1 (grey) or 3 (RGB)")
+        check(len(blocks) >= 1 and all(c > 0 for c in blocks),
+              "block_out_channels needs one positive width per resolution, e.g. 32,64,64")
+        factor = 2 ** (len(blocks) - 1)
+        check(self.image_size > 0 and self.image_size % factor == 0,
+              f"image_size {self.image_size} must be divisible by {factor} (2**(levels-1) for "
+              f"{len(blocks)} UNet levels); pick another image_size or fewer block_out_channels")
+        check(self.norm_num_groups > 0 and all(c % self.norm_num_groups == 0 for c in blocks),
+              f"norm_num_groups {self.norm_num_groups} must divide every block width "
+              f"{tuple(blocks)}; choose a divisor such as 4 or 8")
+        check(self.layers_per_block >= 1, "layers_per_block must be at least 1")
+        check(self.num_classes >= 0, "num_classes must be 0 (unconditional) or the number of labels")
+        check(0.0 <= self.label_dropout < 1.0, "label_dropout must be in [0, 1), e.g. 0.1")
+        check(self.num_train_timesteps >= 2, "num_train_timesteps must be at least 2, e.g. 1000")
+
+
+@dataclasses.dataclass
+class DiffusionSampleOptions:
+    """How to sample: which scheduler, how many steps, and side outputs."""
+
+    scheduler: str = "ddim"  # ddpm | ddim | dpm++ | euler
+    steps: int | None = None  # None: 1000 for ddpm, 50 ddim, 20 dpm++, 30 euler
+    eta: float = 0.0  # DDIM only: 0 deterministic, 1 as stochastic as DDPM
+    guidance_scale: float = 1.0  # classifier-free guidance (class-conditional models)
+    trajectory: str | None = None  # write the denoising of the first samples (.gif or .png)
+    trajectory_samples: int = 8  # how many samples the trajectory shows
+    trajectory_frames: int = 10  # how many steps it shows (evenly spaced)
+    channels_last: bool = False  # run the UNet in channels-last memory format (CPU)
+    compile: bool = False  # torch.compile the UNet (slow first call; faster after)
+
+    def __post_init__(self) -> None:
+        check(self.scheduler in SCHEDULERS,
+              f"unknown scheduler {self.scheduler!r}; use one of {', '.join(SCHEDULERS)}")
+        check(self.steps is None or self.steps > 0,
+              f"steps must be a positive number of denoising steps, got {self.steps}")
+        check(0.0 <= self.eta <= 1.0, f"eta must be in [0, 1], got {self.eta}")
+        check(self.guidance_scale >= 0.0, "guidance_scale must be >= 0 (1 = no guidance)")
+        check(self.trajectory_samples >= 1, "trajectory_samples must be at least 1")
+        check(self.trajectory_frames >= 2, "trajectory_frames must be at least 2")
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images (and labels) as the dicts ``training_step`` reads. ``batched``: the engine's
+    loader fetches a whole batch with one gather (``__getitems__``), not item by item."""
+
+    batched = True
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+        self.images = images  # (N, C, S, S) in [-1, 1]
+        self.labels = labels  # (N,) int64 or None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = {"image": self.images[index]}
+        if self.labels is not None:
+            item["label"] = self.labels[index]
+        return item
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        batch = {"image": self.images[index]}  # (B, C, S, S)
+        if self.labels is not None:
+            batch["label"] = self.labels[index]  # (B,)
+        return batch
+
+
+class DiffusionGenerator(Generator):
+    """Denoising diffusion on a diffusers ``UNet2DModel`` (see the module docstring)."""
+
+    Config = DiffusionConfig
+    SampleOptions = DiffusionSampleOptions
+    modality: ClassVar[str] = "image"
+    conditions: ClassVar[tuple[str, ...]] = ("label",)
+    module_names: ClassVar[tuple[str, ...]] = ("unet",)
+    ema_modules: ClassVar[tuple[str, ...]] = ("unet",)
+    default_data: ClassVar[str | None] = "digits"
+    train_defaults: ClassVar[dict[str, Any]] = {"lr": 2e-3, "batch_size": 64, "steps": 2000,
+                                                "ema_decay": 0.999, "lr_schedule": "cosine"}
+
+    config: DiffusionConfig
+    unet: UNet2DModel
+
+    # ------------------------------------------------------------------ model
+    def build(self) -> None:
+        """The UNet and the training noise schedule, from the config."""
+        self.unet = UNet2DModel(**unet_kwargs(self.config))
+        self.noise_scheduler = DDPMScheduler(**scheduler_kwargs(self.config))
+        self._compiled: Any = None
+        self._seen_conditions: dict[int, dict[str, Any]] = {}
+
+    @property
+    def null_label(self) -> int | None:
+        """The label index that means "no label" (None for unconditional models)."""
+        return self.config.num_classes if self.config.num_classes > 0 else None
+
+    def accepted_conditions(self) -> tuple[str, ...]:
+        return ("label",) if self.config.num_classes > 0 else ()
+
+    # ------------------------------------------------------------------ training
+    def make_dataset(self, data: Any, split: str) -> ImageDataset:
+        """Images resized to ``image_size`` in [-1, 1]; labels when the model is conditional."""
+        if not isinstance(data, ImageData):
+            raise DataError("diffusion trains on images: use an image source such as "
+                            "'digits' or 'folder:PATH'")
+        images = images_to_tensor(data, self.config.image_size, self.config.channels)
+        labels = None
+        if self.config.num_classes > 0:
+            if data.labels is None:
+                raise DataError(f"num_classes={self.config.num_classes} needs labelled data; "
+                                "use a labelled source (digits, a folder with sub-folders) or "
+                                "--set num_classes=0")
+            if data.num_classes > self.config.num_classes or int(data.labels.max()) >= self.config.num_classes:
+                raise DataError(f"the data has {max(data.num_classes, int(data.labels.max()) + 1)}"
+                                f" classes but num_classes={self.config.num_classes}; "
+                                "set --set num_classes to the data's class count")
+            labels = torch.as_tensor(np.asarray(data.labels), dtype=torch.long)
+        return ImageDataset(images, labels)
+
+    def training_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> dict[str, Any]:
+        """Denoising loss at a random timestep; every random draw comes from ``ctx.generator``."""
+        x0 = batch["image"]  # (B, C, S, S)
+        gen = ctx.generator
+        b = x0.shape[0]
+        noise = torch.randn(x0.shape, generator=gen, device=gen.device).to(x0)  # (B, C, S, S)
+        t = torch.randint(0, self.config.num_train_timesteps, (b,), generator=gen,
+                          device=gen.device).to(x0.device)  # (B,)
+        labels = self._training_labels(batch, gen)
+        x_t = self.noise_scheduler.add_noise(x0, noise, t)  # (B, C, S, S)
+        pred = ctx.models["unet"](x_t, t, class_labels=labels).sample  # (B, C, S, S)
+        loss = F.mse_loss(pred.float(), self._target(x0, noise, t).float())
+        return {"loss": loss}
+
+    def _training_labels(self, batch: dict[str, torch.Tensor], gen: torch.Generator
+                         ) -> torch.Tensor | None:
+        """The batch labels with a ``label_dropout`` fraction set to the null label."""
+        if self.null_label is None:
+            return None
+        labels = batch["label"].long()  # (B,)
+        drop = torch.rand(labels.shape, generator=gen, device=gen.device).to(labels.device)
+        return torch.where(drop < self.config.label_dropout,
+                           torch.full_like(labels, self.null_label), labels)
+
+    def _target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.config.prediction_type == "v_prediction":
+            return self.noise_scheduler.get_velocity(x0, noise, t)
+        return noise
+
+    @torch.inference_mode()
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Held-out denoising loss at fixed timesteps and noise (comparable across runs)."""
+        dataset = self.make_dataset(data, "test")
+        x0 = dataset.images[:512].to(self.device)  # (N, C, S, S)
+        labels = None if dataset.labels is None else dataset.labels[: len(x0)].to(self.device)
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        losses = []
+        for frac in (0.1, 0.3, 0.5, 0.7, 0.9):
+            t = torch.full((len(x0),), int(frac * (self.config.num_train_timesteps - 1)),
+                           device=self.device)  # (N,)
+            noise = torch.randn(x0.shape, generator=gen).to(x0)
+            pred = self.unet(self.noise_scheduler.add_noise(x0, noise, t), t,
+                             class_labels=labels).sample
+            losses.append(F.mse_loss(pred.float(), self._target(x0, noise, t).float()).item())
+        return {"val_loss": float(np.mean(losses))}
+
+    # ------------------------------------------------------------------ sampling
+    def generate(self, seeds: list[int], conditions: list[dict[str, Any]], options: Any,
+                 stream: Callable[[str], None] | None = None) -> list[Any]:
+        """One batch of images; sample i depends only on ``seeds[i]`` and its conditions."""
+        images = self._sample_tensor(seeds, conditions, options)  # (B, C, S, S)
+        self._remember(seeds, conditions)
+        pil = to_pil(images)
+        for image, label in zip(pil, self._labels_of(seeds, conditions)):
+            if label is not None:
+                image.info["label"] = label  # the drawn label travels with the image
+        return pil
+
+    def _remember(self, seeds: list[int], conditions: list[dict[str, Any]]) -> None:
+        """Keep each seed's latest conditions (the first 10,000 seeds), so the trajectory
+        written after a run shows its first samples as they were drawn."""
+        for seed, condition in zip(seeds, conditions):
+            if seed in self._seen_conditions or len(self._seen_conditions) < 10_000:
+                self._seen_conditions[seed] = dict(condition)
+
+    def _sample_tensor(self, seeds: list[int], conditions: list[dict[str, Any]], options: Any,
+                       trajectory: Trajectory | None = None) -> torch.Tensor:
+        """Images in [-1, 1], ``(B, C, S, S)``, for ``seeds`` / ``conditions``."""
+        if not isinstance(options, DiffusionSampleOptions):
+            options = self.options(dict(options or {}))
+        steps = options.steps or DEFAULT_STEPS[options.scheduler]
+        check(options.scheduler != "ddpm" or steps <= self.config.num_train_timesteps,
+              f"ddpm takes at most num_train_timesteps={self.config.num_train_timesteps} steps; "
+              f"lower --steps")
+        check(options.guidance_scale == 1.0 or (self.null_label is not None
+                                                and self.config.label_dropout > 0),
+              "guidance_scale needs a class-conditional model trained with label_dropout > 0; "
+              "drop --guidance-scale")
+        labels = self._labels_of(seeds, conditions)
+        label_tensor = None
+        if self.null_label is not None:
+            label_tensor = torch.tensor(labels, dtype=torch.long, device=self.device)  # (B,)
+        cfg = self.config
+        with torch.inference_mode(), self._sampling_unet(options) as unet:
+            return denoise(unet, make_scheduler(options.scheduler, self.noise_scheduler.config),
+                           (len(seeds), cfg.channels, cfg.image_size, cfg.image_size), steps,
+                           sample_generators(seeds, self.device), label_tensor, self.null_label,
+                           options.guidance_scale, options.eta, trajectory)
+
+    def _labels_of(self, seeds: list[int], conditions: list[dict[str, Any]]) -> list[int | None]:
+        """Each sample's label: the asked one, else (conditional models) one drawn from
+        its own seed, on a stream apart from its noise; None for unconditional models."""
+        if len(conditions) not in (0, len(seeds)):
+            raise ConfigError(f"got {len(conditions)} conditions for {len(seeds)} seeds; "
+                              "give one condition dict per sample")
+        labels: list[int | None] = []
+        for i, seed in enumerate(seeds):
+            asked = (conditions[i] if conditions else {}).get("label")
+            if self.null_label is None:
+                if asked is not None:
+                    raise ConfigError("this diffusion model is unconditional: drop --label, or "
+                                      "train with --set num_classes=N")
+                labels.append(None)
+            elif asked is None:
+                rng = np.random.default_rng([int(seed), _LABEL_STREAM])
+                labels.append(int(rng.integers(self.config.num_classes)))
+            else:
+                labels.append(self._check_label(asked))
+        return labels
+
+    def _check_label(self, label: Any) -> int:
+        try:
+            value = int(label)
+        except (TypeError, ValueError):
+            raise ConfigError(f"label must be an integer, got {label!r}") from None
+        if not 0 <= value < self.config.num_classes:
+            raise ConfigError(f"label {value} is out of range; this model knows labels "
+                              f"0..{self.config.num_classes - 1}")
+        return value
+
+    @contextlib.contextmanager
+    def _sampling_unet(self, options: DiffusionSampleOptions) -> Iterator[torch.nn.Module]:
+        """The UNet as sampling runs it: channels-last and/or compiled when asked. The
+        memory format is restored afterwards (safetensors saves contiguous tensors only)."""
+        unet = self.unet.eval()
+        if options.channels_last:
+            unet.to(memory_format=torch.channels_last)
+        try:
+            if options.compile:
+                if self._compiled is None:
+                    self._compiled = torch.compile(unet)
+                yield self._compiled
+            else:
+                yield unet
+        finally:
+            if options.channels_last:
+                unet.to(memory_format=torch.contiguous_format)
+
+    def write_extras(self, options: Any, seed: int, out: Path | None) -> list[Path]:
+        """The denoising trajectory of the first samples, when ``options.trajectory`` is set."""
+        if options is None or getattr(options, "trajectory", None) is None:
+            return []
+        from genkit.seeding import sample_seed
+        from genkit_diffusion.trajectory import write_trajectory
+
+        rows = options.trajectory_samples
+        seeds = [sample_seed(seed, i) for i in range(rows)]
+        conditions = [self._seen_conditions.get(s, {}) for s in seeds]  # as they were sampled
+        trajectory = Trajectory(rows)
+        with self.sampling_weights():
+            self._sample_tensor(seeds, conditions, options, trajectory)
+        path = Path(options.trajectory).expanduser()
+        return [write_trajectory(trajectory.frames, path, options.trajectory_frames)]
+
+    # ------------------------------------------------------------------ files
+    def save_weights(self, directory: Path) -> None:
+        """Write a diffusers pipeline directory (model_index.json, unet/, scheduler/):
+        the checkpoint opens with ``DDPMPipeline.from_pretrained`` too."""
+        pipe = DDPMPipeline(unet=self.unet, scheduler=self.noise_scheduler)
+        pipe.save_pretrained(str(directory), safe_serialization=True)
+        for weights in Path(directory).rglob("*.safetensors"):
+            weights.chmod(0o644)  # safetensors writes 0600: others could not read the model
+
+    def load_weights(self, directory: Path) -> None:
+        """Read the UNet weights from ``unet/`` (safetensors only, any float dtype)."""
+        directory = Path(directory)
+        missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
+        if missing:
+            raise CheckpointError(f"{directory} is not a complete diffusion checkpoint: missing "
+                                  f"{', '.join(missing)}; re-save it or point at another directory")
+        self._check_unet_config(directory / "unet" / "config.json")
+        state = load_file(str(directory / UNET_WEIGHTS), device=str(self.device))
+        self.unet.load_state_dict(state, strict=True)  # copies and casts to the module dtype
+
+    def _check_unet_config(self, path: Path) -> None:
+        """The saved UNet config must match the one this config builds."""
+        saved = json.loads(path.read_text())
+        expected = unet_kwargs(self.config)
+        wrong = [k for k, v in expected.items()
+                 if k in saved and _jsonish(saved[k]) != _jsonish(v)]
+        if wrong:
+            raise CheckpointError(f"{path} does not match genkit.json (differs in "
+                                  f"{', '.join(wrong)}); the checkpoint is damaged or mixed up")
+
+    @classmethod
+    def from_foreign_dir(cls, path: str | Path, device: Any = "auto") -> Generator:
+        """A generator that samples a diffusers pipeline directory written without genkit
+        (no ``genkit.json``): unconditional, class-conditional or text-to-image."""
+        from genkit_diffusion.pipelines import load_pipeline_dir
+
+        return load_pipeline_dir(path, device)
+
+
+def unet_kwargs(config: DiffusionConfig) -> dict[str, Any]:
+    """``UNet2DModel`` arguments for ``config``: plain ResNet blocks at every resolution,
+    attention (when on) at the lowest one and in the middle block."""
+    levels = len(config.block_out_channels)
+    attn_last = config.attention and levels > 1
+    down = ["DownBlock2D"] * levels
+    up = ["UpBlock2D"] * levels
+    if attn_last:
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    kwargs: dict[str, Any] = {
+        "sample_size": config.image_size,
+        "in_channels": config.channels,
+        "out_channels": config.channels,
+        "block_out_channels": tuple(config.block_out_channels),
+        "layers_per_block": config.layers_per_block,
+        "down_block_types": tuple(down),
+        "up_block_types": tuple(up),
+        "norm_num_groups": config.norm_num_groups,
+        "add_attention": config.attention,
+        "attention_head_dim": min(32, config.block_out_channels[-1]),
+    }
+    # class-conditional: one embedding per label + the null label (classifier-free guidance)
+    kwargs["num_class_embeds"] = config.num_classes + 1 if config.num_classes > 0 else None
+    return kwargs
+
+
+def scheduler_kwargs(config: DiffusionConfig) -> dict[str, Any]:
+    """``DDPMScheduler`` arguments for ``config`` (saved as the pipeline's scheduler)."""
+    return {
+        "num_train_timesteps": config.num_train_timesteps,
+        "beta_schedule": BETA_SCHEDULES[config.beta_schedule],
+        "prediction_type": config.prediction_type,
+        "clip_sample": True,
+        "timestep_spacing": "trailing",  # few-step samplers start at the last timestep
+    }
+
+
+def _jsonish(value: Any) -> Any:
+    return json.loads(json.dumps(value))

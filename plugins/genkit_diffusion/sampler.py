@@ -1,0 +1,117 @@
+"""The sampling loop: any diffusers scheduler driving a (maybe class-conditional) UNet.
+
+One short loop, the same one a diffusers pipeline runs, with the things that make it
+exact and fast for genkit:
+
+- every random number of row i (the starting noise and each stochastic step of DDPM)
+  comes from ``generators[i]``, so a sample does not depend on the batch it is in;
+- the timesteps live on the device and nothing reads a tensor back to the host
+  between steps;
+- classifier-free guidance runs the conditional and the null-label rows in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    SchedulerMixin,
+    UNet2DModel,
+)
+from diffusers.utils.torch_utils import randn_tensor
+
+from genkit.plugin import ConfigError
+
+#: sampler name -> diffusers scheduler class (built ``from_config`` of the training schedule)
+SCHEDULERS: dict[str, type[SchedulerMixin]] = {
+    "ddpm": DDPMScheduler,
+    "ddim": DDIMScheduler,
+    "dpm++": DPMSolverMultistepScheduler,
+    "euler": EulerDiscreteScheduler,
+}
+
+
+def make_scheduler(name: str, config: Any) -> SchedulerMixin:
+    """A fresh scheduler ``name`` built from a saved scheduler config (schedulers hold
+    per-run state, so each sampling run gets its own)."""
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
+    return SCHEDULERS[name].from_config(config)
+
+
+@dataclass
+class Trajectory:
+    """The intermediate images of the first rows, one frame per step: ``(k, C, H, W)``
+    each, in the variance-preserving scale (roughly [-1, 1])."""
+
+    rows: int
+    frames: list[torch.Tensor] = field(default_factory=list)
+
+    def add(self, x: torch.Tensor) -> None:
+        self.frames.append(x[: self.rows].detach().float().cpu().clone())
+
+
+def denoise(unet: UNet2DModel, scheduler: SchedulerMixin, shape: Sequence[int], steps: int,
+            generators: list[torch.Generator], labels: torch.Tensor | None = None,
+            null_label: int | None = None, guidance_scale: float = 1.0, eta: float = 0.0,
+            trajectory: Trajectory | None = None) -> torch.Tensor:
+    """Run the reverse process from pure noise and return images in [-1, 1].
+
+    Args:
+        unet: the denoiser (called as ``unet(x, t, class_labels=...)``).
+        scheduler: a fresh diffusers scheduler (see :func:`make_scheduler`).
+        shape: ``(B, C, H, W)`` of the batch.
+        steps: number of denoising steps.
+        generators: one ``torch.Generator`` per row (every random draw of row i uses it).
+        labels: ``(B,)`` class labels, or None for an unconditional UNet.
+        null_label: the label index meaning "no label" (classifier-free guidance).
+        guidance_scale: 1.0 is the plain conditional model; > 1 mixes in the null-label
+            prediction as ``uncond + s * (cond - uncond)``.
+        eta: DDIM's stochasticity (0 = deterministic); other schedulers ignore it.
+        trajectory: when given, receives the image after every step (plus the start).
+
+    Returns:
+        ``(B, C, H, W)`` float tensor clamped to [-1, 1].
+    """
+    device, dtype = unet.device, unet.dtype
+    scheduler.set_timesteps(steps, device=device)
+    x = randn_tensor(tuple(shape), generator=generators, device=device, dtype=dtype)  # (B, C, H, W)
+    x = x * scheduler.init_noise_sigma
+    guided = labels is not None and null_label is not None and guidance_scale != 1.0
+    class_labels = labels
+    if guided:
+        class_labels = torch.cat([labels, torch.full_like(labels, null_label)])  # (2B,)
+    step_kwargs = {"eta": eta} if isinstance(scheduler, DDIMScheduler) else {}
+    for t in scheduler.timesteps:
+        model_in = scheduler.scale_model_input(x, t)  # (B, C, H, W)
+        if trajectory is not None:
+            trajectory.add(model_in)
+        if guided:
+            out = unet(torch.cat([model_in, model_in]), t, class_labels=class_labels).sample
+            cond, uncond = out.chunk(2)  # (B, C, H, W) each
+            out = uncond + guidance_scale * (cond - uncond)
+        else:
+            out = unet(model_in, t, class_labels=class_labels).sample  # (B, C, H, W)
+        x = scheduler.step(out, t, x, generator=generators, **step_kwargs).prev_sample
+    x = x.clamp(-1.0, 1.0)
+    if trajectory is not None:
+        trajectory.add(x)
+    return x
+
+
+def to_pil(images: torch.Tensor) -> list[Any]:
+    """``(B, C, H, W)`` in [-1, 1] -> PIL images ("L" for one channel, "RGB" for three)."""
+    from PIL import Image
+
+    array = ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    array = array.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, C)
+    if array.shape[-1] == 1:
+        return [Image.fromarray(a[..., 0]) for a in array]  # 2-D uint8 -> mode "L"
+    return [Image.fromarray(a) for a in array]  # (H, W, 3) uint8 -> mode "RGB"
