@@ -270,11 +270,16 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+IDENTITY_KEYS = ("generator", "config", "weights")
+
+
 def checkpoint_identity(directory: Path) -> str:
-    """A short hash naming a checkpoint: ``genkit.json`` records every weight file's sha256,
-    so this hash changes whenever config or weights do."""
-    data = (Path(directory) / MANIFEST).read_bytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+    """A short hash naming a checkpoint's model: its generator, config and the sha256 of
+    every weight file (all in ``genkit.json``). Figures recorded later (evaluation, model
+    card) do not change it."""
+    manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    core = {key: manifest.get(key) for key in IDENTITY_KEYS}
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_checkpoint(path: str | Path, device: Any = "auto",

@@ -416,7 +416,8 @@ def info(path: Path, as_json: bool) -> None:
 
 
 # --------------------------------------------------------------------------------- eval
-@cli.command(name="eval")
+@cli.command(name="eval", context_settings={"ignore_unknown_options": True,
+                                             "allow_extra_args": True})
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--data", help="Held-out data source (default: the one it was trained on).")
 @click.option("-n", "n", type=int, default=500, show_default=True, help="Samples to draw.")
@@ -425,10 +426,18 @@ def info(path: Path, as_json: bool) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--features", type=click.Path(path_type=Path),
               help="A local Inception network directory to use for image features.")
+@click.option("--draws", type=int, default=3, show_default=True,
+              help="Draws of the real and noise rows to average.")
+@click.option("--no-record", is_flag=True, help="Do not write the figures into the checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def eval_(path: Path, data: str | None, n: int, seed: int, batch_size: int | None, device: str,
-          features: Path | None, as_json: bool) -> None:
+@click.pass_context
+def eval_(ctx: click.Context, path: Path, data: str | None, n: int, seed: int,
+          batch_size: int | None, device: str, features: Path | None, draws: int,
+          no_record: bool, as_json: bool) -> None:
     """Measure sample quality against held-out data, beside real data and a baseline.
+
+    Sampling options of the plugin pass through (e.g. --scheduler ddim --steps 25).
+    The figures are recorded in the checkpoint's genkit.json and model card.
 
     \b
     Examples:
@@ -438,7 +447,8 @@ def eval_(path: Path, data: str | None, n: int, seed: int, batch_size: int | Non
     from genkit.evaluation import evaluate, format_report
 
     result = evaluate(path, data=data, n=n, seed=seed, batch_size=batch_size, device=device,
-                      features=features)
+                      features=features, draws=draws, record=not no_record,
+                      **_extra_options(ctx.args))
     click.echo(json.dumps(result, indent=2) if as_json else format_report(result))
 
 

@@ -6,8 +6,9 @@ trivial baseline (a model that learnt nothing).
 
 Images (:func:`evaluate` on an image generator):
 
-- Features come from a small CNN classifier trained on the data source's train split,
-  on the images brought to the generator's size exactly as its training saw them. It is
+- Features come from a small CNN classifier trained on one half of the data source's
+  train split, on the images brought to the generator's size exactly as its training
+  saw them. It is
   trained once and cached in ``<cache>/features/<key>/`` (``$GENKIT_CACHE``, else
   ``$XDG_CACHE_HOME/genkit``, else ``~/.cache/genkit``) as ``classifier.safetensors`` +
   ``classifier.json`` (with its test accuracy). ``features=PATH`` uses a local
@@ -19,8 +20,9 @@ Images (:func:`evaluate` on an image generator):
   (Naeem et al. 2020, robust to real outliers) on the same features, with both sets cut
   to the reference size; class coverage (the classifier's class of every sample, how
   many classes appear, and a collapse flag).
-- Rows: ``real`` (n images of the train split, without replacement when it is large
-  enough), ``model`` (n samples drawn with ``seed``), ``noise`` (n uniform-noise images).
+- Rows: ``real`` (n images of the other half of the train split, which the classifier
+  never saw, without replacement when it is large enough: the floor), ``model`` (n
+  samples drawn with ``seed``), ``noise`` (n uniform-noise images: the baseline).
   The real and noise rows are averaged over ``draws`` draws; the model row is one set
   (generation is the expensive part; its spread is of the order of the real row's).
   FD depends strongly on n: compare figures only at the same n.
@@ -35,7 +37,6 @@ checkpoint's ``genkit.json`` (``"evaluation"``) and rewrites its ``README.md`` m
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from genkit.data import ImageData
     from genkit.generator import Generator
 
-FEATURES_VERSION = 1  # bump when the classifier or its training changes: new cache key
+FEATURES_VERSION = 2  # bump when the classifier or its training changes: new cache key
 KNN_K = 3
 DEFAULT_DRAWS = 3
 MAX_FEATURE_SIZE = 64  # larger images are averaged down to this side for the classifier
@@ -262,31 +263,58 @@ def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device
 
 
 def feature_classifier(train: ImageData, test: ImageData, via_size: int, channels: int,
-                       device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+                       device: torch.device, num_classes: int | None = None,
+                       ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The small CNN classifier of ``train`` for images seen at ``via_size``: loaded from
-    the cache, or trained (once) and cached with its test-split accuracy.
+    the cache, or trained (once, seeded) and cached with its test-split accuracy.
 
     Returns:
-        the network (eval mode, on ``device``) and its record (``classifier.json``).
+        the network (eval mode, on ``device``) and its record (``classifier.json``, plus
+        ``path`` and ``cached``).
     """
-    import torch
-    from safetensors.torch import load_model, save_model
-
-    from genkit.checkpoint import atomic_directory
-
-    num_classes = _num_classes(train)
+    num_classes = num_classes or _num_classes(train)
     feature_size = min(via_size, MAX_FEATURE_SIZE)
     key = _classifier_key(train, via_size, feature_size, channels, num_classes)
     directory = cache_dir() / "features" / key
+    net = _seeded_net(channels, feature_size, num_classes)
+    info = _load_cached(net, directory)
+    cached = info is not None
+    if info is None:
+        net = _seeded_net(channels, feature_size, num_classes)  # a failed load may leave half
+        info = _fit_and_cache(net, directory, train, test, via_size, feature_size, device)
+    return net.to(device).eval(), {**info, "path": str(directory), "cached": cached}
+
+
+def _seeded_net(channels: int, size: int, num_classes: int) -> torch.nn.Module:
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        net = _feature_net(channels, feature_size, num_classes)
-    info_file = directory / "classifier.json"
-    if info_file.is_file() and (directory / "classifier.safetensors").is_file():
-        with contextlib.suppress(Exception):
-            load_model(net, str(directory / "classifier.safetensors"), device="cpu")
-            info = json.loads(info_file.read_text(encoding="utf-8"))
-            return net.to(device).eval(), {**info, "path": str(directory), "cached": True}
+        return _feature_net(channels, size, num_classes)
+
+
+def _load_cached(net: torch.nn.Module, directory: Path) -> dict[str, Any] | None:
+    """The cached record after loading the cached weights into ``net``; None when the
+    cache has no complete, readable entry."""
+    from safetensors.torch import load_model
+
+    try:
+        info = json.loads((directory / "classifier.json").read_text(encoding="utf-8"))
+        load_model(net, str(directory / "classifier.safetensors"), device="cpu")
+    except Exception:  # missing, damaged or from another layout: train again
+        return None
+    return info
+
+
+def _fit_and_cache(net: torch.nn.Module, directory: Path, train: ImageData, test: ImageData,
+                   via_size: int, feature_size: int, device: torch.device) -> dict[str, Any]:
+    """Train ``net`` on ``train``, measure it on ``test``, write both files atomically."""
+    import torch
+    from safetensors.torch import save_model
+
+    from genkit.checkpoint import atomic_directory
+
+    channels = int(train.images.shape[-1])
     x = _to_input(train.images, via_size, feature_size, channels)  # (N, C, S, S)
     y = torch.as_tensor(train.labels, dtype=torch.long)
     start = time.perf_counter()
@@ -294,18 +322,40 @@ def feature_classifier(train: ImageData, test: ImageData, via_size: int, channel
         torch.manual_seed(0)
         _train_classifier(net, x, y, device)
     x_test = _to_input(test.images, via_size, feature_size, channels)
-    predicted = _batched(net, x_test, device).argmax(1)
+    predicted = _batched(net, x_test, device).argmax(1)  # (N_test,)
     accuracy = float((predicted == torch.as_tensor(test.labels)).double().mean())
     info = {"version": FEATURES_VERSION, "data": train.name, "via_size": via_size,
-            "feature_size": feature_size, "channels": channels, "num_classes": num_classes,
-            "train_images": len(train), "test_images": len(test), "test_accuracy": accuracy,
-            "steps": CLASSIFIER_STEPS, "train_seconds": round(time.perf_counter() - start, 2),
+            "feature_size": feature_size, "channels": channels,
+            "num_classes": int(net.head.out_features), "train_images": len(train),
+            "test_images": len(test), "test_accuracy": accuracy, "steps": CLASSIFIER_STEPS,
+            "train_seconds": round(time.perf_counter() - start, 2),
             "class_names": train.class_names}
     net.cpu()
     with atomic_directory(directory) as tmp:
         save_model(net, str(tmp / "classifier.safetensors"))
         (tmp / "classifier.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    return net.to(device).eval(), {**info, "path": str(directory), "cached": False}
+    return info
+
+
+def split_train(train: ImageData) -> tuple[ImageData, ImageData]:
+    """The train split in two fixed halves: the classifier learns from the first; the real
+    row draws from the second. A classifier's features of its own training images are
+    tighter than of images it never saw, so a floor drawn from them would be unfairly high
+    (a good model would beat real data); both the floor and the reference (the test
+    split) must be unseen by the classifier, like the samples."""
+    import numpy as np
+
+    order = np.random.default_rng(0).permutation(len(train))
+    half = len(train) // 2
+    return _subset(train, np.sort(order[:half])), _subset(train, np.sort(order[half:]))
+
+
+def _subset(data: ImageData, index: np.ndarray) -> ImageData:
+    """``data`` restricted to the rows ``index`` (same name and classes)."""
+    import dataclasses
+
+    labels = None if data.labels is None else data.labels[index]
+    return dataclasses.replace(data, images=data.images[index], labels=labels)
 
 
 def _num_classes(data: ImageData) -> int:
@@ -388,18 +438,20 @@ def evaluate(path_or_generator: str | Path | Generator, data: Any = None, n: int
     """
     from genkit.devices import resolve_device
 
+    if n < MIN_SAMPLES:
+        raise ConfigError(f"-n {n} is too few for a Fréchet distance; use at least "
+                          f"{MIN_SAMPLES} (500 or more for figures worth comparing)")
+    if draws < 1:
+        raise ConfigError(f"draws must be at least 1, got {draws}")
     start = time.perf_counter()
     generator, directory = _resolve_generator(path_or_generator, device)
     spec = _data_spec(generator, data)
     torch_device = generator.device if directory is None else resolve_device(device)
     if generator.modality == "text":
+        if features is not None:
+            raise ConfigError("--features is for image models; drop it to evaluate text")
         result = _evaluate_text(generator, spec)
     else:
-        if n < MIN_SAMPLES:
-            raise ConfigError(f"-n {n} is too few for a Fréchet distance; use at least "
-                              f"{MIN_SAMPLES} (500 or more for figures worth comparing)")
-        if draws < 1:
-            raise ConfigError("draws must be at least 1")
         result = _evaluate_images(generator, spec, n, seed, batch_size, torch_device,
                                   features, draws, sample_options)
     result = {"generator": generator.name, "checkpoint": str(directory) if directory else None,
@@ -459,12 +511,13 @@ def _evaluate_images(generator: Generator, spec: Any, n: int, seed: int, batch_s
     def as_input(images: np.ndarray) -> torch.Tensor:
         return _to_input(images, via, feature_size, channels)
 
-    classifier, info = (feature_classifier(train, test, via, channels, device)
+    fit, held = split_train(train)
+    classifier, info = (feature_classifier(fit, test, via, channels, device, _num_classes(train))
                         if train.labels is not None or features is None else (None, None))
     extract, feature_info = (pretrained_extractor(features, device) if features is not None
                              else _classifier_extractor(classifier, info, device))
     reference = extract(as_input(test.images))  # (R, D)
-    rows = {"real": _score_draws(lambda d: _real_draw(train, n, seed, d), as_input, extract,
+    rows = {"real": _score_draws(lambda d: _real_draw(held, n, seed, d), as_input, extract,
                                  reference, draws, seed),
             "model": _score_draws(lambda d: fake, as_input, extract, reference, 1, seed),
             "noise": _score_draws(lambda d: _noise_draw(n, via, channels, seed, d), as_input,
@@ -473,12 +526,16 @@ def _evaluate_images(generator: Generator, spec: Any, n: int, seed: int, batch_s
         "modality": "image", "data": train.name, "n": n, "seed": seed, "draws": draws,
         "image_size": via, "conditioning": conditioning, "features": feature_info,
         "reference": {"split": "test", "size": len(test), "sampling": "whole split, fixed"},
-        "real_sampling": ("train split, without replacement" if n <= len(train)
-                          else "train split, with replacement (n > train size)"),
+        "real_sampling": (f"the half of the train split the classifier did not see "
+                          f"({len(held)} images), "
+                          + ("without replacement" if n <= len(held) else "with replacement")),
         "rows": rows,
     }
     if classifier is not None:
-        result["coverage"] = _coverage_rows(classifier, train, test, fake, asked, as_input, device)
+        sets = {"real": _real_draw(held, n, seed, 0), "model": fake,
+                "noise": _noise_draw(n, via, channels, seed, 0)}
+        result["coverage"] = _coverage_rows(classifier, train.class_names, _num_classes(train),
+                                            sets, asked, as_input, device)
     return result
 
 
@@ -550,20 +607,19 @@ def _score_draws(make: Callable[[int], np.ndarray], as_input: Callable[[np.ndarr
             **{k: float(np.mean([m[k] for m in knn])) for k in knn[0]}, "draws": draws}
 
 
-def _coverage_rows(classifier: torch.nn.Module, train: ImageData, test: ImageData,
-                   fake: np.ndarray, asked: list[int] | None,
+def _coverage_rows(classifier: torch.nn.Module, class_names: list[str] | None, num_classes: int,
+                   sets: dict[str, np.ndarray], asked: list[int] | None,
                    as_input: Callable[[np.ndarray], Any], device: torch.device) -> dict[str, Any]:
-    """Class coverage of the samples and of the real test split (the floor)."""
+    """Class coverage of each image set (the model's samples, a real draw, a noise draw);
+    with labels asked of the model, the share classified as the label asked for."""
     import numpy as np
 
-    num_classes = _num_classes(train)
-    fake_pred = _batched(classifier, as_input(fake), device).argmax(1).numpy()
-    real_pred = _batched(classifier, as_input(test.images), device).argmax(1).numpy()
-    rows = {"model": class_coverage(fake_pred, num_classes, train.class_names),
-            "real": class_coverage(real_pred, num_classes, train.class_names)}
-    if asked is not None:
-        rows["model"]["label_accuracy"] = float(np.mean(fake_pred == np.asarray(asked)))
-        rows["real"]["label_accuracy"] = float(np.mean(real_pred == test.labels))
+    rows = {}
+    for key, images in sets.items():
+        predicted = _batched(classifier, as_input(images), device).argmax(1).numpy()  # (N,)
+        rows[key] = class_coverage(predicted, num_classes, class_names)
+        if key == "model" and asked is not None:
+            rows[key]["label_accuracy"] = float(np.mean(predicted == np.asarray(asked)))
     return rows
 
 
@@ -654,7 +710,7 @@ def format_report(result: dict[str, Any]) -> str:
 def _format_images(result: dict[str, Any]) -> str:
     feats = result["features"]
     if feats["kind"] == "classifier":
-        described = (f"small CNN classifier trained on the {result['data']} train split "
+        described = (f"small CNN classifier trained on half the {result['data']} train split "
                      f"(test accuracy {feats.get('test_accuracy', 0):.1%}; {feats.get('path')})")
     else:
         described = f"{feats.get('model_type')} model at {feats.get('path')} (pooled output)"
@@ -665,7 +721,7 @@ def _format_images(result: dict[str, Any]) -> str:
              f"reference: the whole {result['data']} test split ({result['reference']['size']} "
              "images, fixed)", ""]
     coverage = result.get("coverage") or {}
-    names = {"real": f"real (train split, {result['draws']} draws)", "model": "model",
+    names = {"real": f"real (held-out train half, {result['draws']} draws)", "model": "model",
              "noise": f"noise (uniform, {result['draws']} draws)"}
     header = ["", "FD (lower better)", "precision", "recall", "density"]
     if coverage:
@@ -676,15 +732,17 @@ def _format_images(result: dict[str, Any]) -> str:
         fd = _num(row["fd"]) + (f" ± {_num(row['fd_std'], 2)}" if row.get("fd_std") else "")
         cells = [names[key], fd, f"{row['precision']:.3f}", f"{row['recall']:.3f}",
                  f"{row['density']:.3f}"]
-        cov = coverage.get("model" if key == "model" else "real") if key != "noise" else None
+        cov = coverage.get(key)
         if coverage:
             cells += ([f"{cov['classes_present']}/{cov['num_classes']}",
                        f"{cov['top_class']} ({cov['top_share']:.0%})"] if cov else ["", ""])
         rows.append(cells)
     lines += _table(header, rows)
     lines.append("")
-    lines.append("real row: n images of the train split scored the same way (the floor); "
-                 "FD depends on n, compare at equal n only.")
+    lines.append("real: n images of the half of the train split the classifier never saw "
+                 "(the floor); noise: the baseline. FD depends on n: compare at equal n only.")
+    lines.append("precision and density judge samples one at a time: junk the features map "
+                 "into the data's region (see noise) passes them; read them with recall and FD.")
     model_cov = coverage.get("model")
     if model_cov:
         if "label_accuracy" in model_cov:

@@ -114,3 +114,12 @@ def test_refuses_to_overwrite_a_foreign_directory(toy_registry, tmp_path):
     with pytest.raises(CheckpointError, match="not a genkit checkpoint; refusing"):
         genkit.create("toy").save(tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_identity_ignores_recorded_figures(toy_registry, tmp_path):
+    ckpt = genkit.create("toy").save(tmp_path / "ckpt")
+    before = checkpoint_identity(ckpt)
+    manifest = json.loads((ckpt / "genkit.json").read_text())
+    manifest["evaluation"] = {"fd": 12.5}
+    (ckpt / "genkit.json").write_text(json.dumps(manifest))
+    assert checkpoint_identity(ckpt) == before
