@@ -88,7 +88,10 @@ def main() -> None:
     parser.add_argument("--attention", action="store_true")
     parser.add_argument("--channels-last", action="store_true", help="genkit: channels-last UNet")
     parser.add_argument("--compile", action="store_true", help="genkit: torch.compile the UNet")
+    parser.add_argument("--quick", action="store_true", help="short run (CI smoke)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.steps, args.n = 2, 10, 16
 
     import torch
 
@@ -114,6 +117,10 @@ def main() -> None:
           "/255")
     print(f"ratio genkit/diffusers: median {statistics.median(ratios):.3f} "
           f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)})")
+    tag = f"sample_diffusion_{args.scheduler}{args.steps}" + ("_compile" if args.compile else "")
+    print(f"RESULT {tag}_genkit_images_per_s={statistics.median(ours):.3f}")
+    print(f"RESULT {tag}_diffusers_images_per_s={statistics.median(theirs):.3f}")
+    print(f"RESULT {tag}_ratio={statistics.median(ratios):.3f}")
 
 
 if __name__ == "__main__":

@@ -447,7 +447,7 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
         raise SamplingError(f"--batch-size must be at least 1, got {batch_size}")
     plan = plan_samples(generator, n, dict(kwargs))
     shard_ = parse_shard(shard)
-    _prepare_out(out)
+    _prepare_out(out, clean=shard_[1] == 1)
     try:
         _check_or_write_run(out, _run_description(generator, plan, seed, fmt), overwrite)
         done = {i for i in read_manifest_records(out) if i < plan.n}
@@ -502,7 +502,9 @@ def _finish_launched_shard(out: Path, shard: tuple[int, int], timeout: float = 2
         marker.unlink(missing_ok=True)
 
 
-def _prepare_out(out: Path) -> None:
+def _prepare_out(out: Path, clean: bool) -> None:
+    """Create ``out``; with ``clean`` (no other shard can be writing), drop the temp files
+    of a killed run."""
     if out.exists() and not out.is_dir():
         raise SamplingError(f"--out {out} is a file; give a directory")
     try:
@@ -511,8 +513,9 @@ def _prepare_out(out: Path) -> None:
         raise SamplingError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK):
         raise SamplingError(f"--out {out} is not writable; choose another directory")
-    for stale in out.glob(".*.tmp-*"):  # temp files of a killed run
-        stale.unlink(missing_ok=True)
+    if clean:
+        for stale in out.glob(".*.tmp-*"):
+            stale.unlink(missing_ok=True)
 
 
 def _write_sample(out: Path, sample: Sample, fmt: str, identity: str,
