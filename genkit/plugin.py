@@ -35,7 +35,10 @@ __all__ = [
     "NoOptions",
     "SamplingError",
     "StepContext",
+    "TensorDictDataset",
     "TextData",
+    "image_dataset",
+    "tensor_to_images",
     "TrainArgs",
     "TrainingError",
     "build_config",
@@ -46,6 +49,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from genkit.datasets import TensorDictDataset, image_dataset, tensor_to_images
     from genkit.training import StepContext, TrainArgs
 
 
@@ -54,6 +58,10 @@ def __getattr__(name: str) -> Any:
         from genkit import training
 
         return getattr(training, name)
+    if name in ("TensorDictDataset", "image_dataset", "tensor_to_images"):
+        from genkit import datasets
+
+        return getattr(datasets, name)
     raise AttributeError(f"module 'genkit.plugin' has no attribute {name!r}")
 
 

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from genkit.plugin import Generator, check, hookimpl, images_to_tensor, sample_generators
+from genkit.plugin import (
+    Generator,
+    TensorDictDataset,
+    check,
+    hookimpl,
+    images_to_tensor,
+    sample_generators,
+)
 
 
 @dataclass
@@ -30,17 +37,6 @@ class ToyOptions:
         check(self.steps > 0, "steps must be at least 1")
 
 
-class TensorDataset(torch.utils.data.Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i], "label": self.labels[i]}
-
-
 class ToyGenerator(Generator):
     Config = ToyConfig
     SampleOptions = ToyOptions
@@ -60,7 +56,7 @@ class ToyGenerator(Generator):
     def make_dataset(self, data, split):
         images = images_to_tensor(data, self.config.image_size, 1)
         labels = torch.as_tensor(data.labels if data.labels is not None else [0] * len(images))
-        return TensorDataset(images, labels)
+        return TensorDictDataset(image=images, label=labels)
 
     def training_step(self, batch, ctx):
         x = batch["image"].flatten(1)  # (B, D)

@@ -57,6 +57,7 @@ from genkit.plugin import (
     DataError,
     Generator,
     ImageData,
+    TensorDictDataset,
     check,
     images_to_tensor,
     sample_generators,
@@ -133,33 +134,6 @@ class DiffusionSampleOptions:
         check(self.trajectory_frames >= 2, "trajectory_frames must be at least 2")
 
 
-class ImageDataset(torch.utils.data.Dataset):
-    """Images (and labels) as the dicts ``training_step`` reads. ``batched``: the engine's
-    loader fetches a whole batch with one gather (``__getitems__``), not item by item."""
-
-    batched = True
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        self.images = images  # (N, C, S, S) in [-1, 1]
-        self.labels = labels  # (N,) int64 or None
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"image": self.images[index]}
-        if self.labels is not None:
-            item["label"] = self.labels[index]
-        return item
-
-    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        batch = {"image": self.images[index]}  # (B, C, S, S)
-        if self.labels is not None:
-            batch["label"] = self.labels[index]  # (B,)
-        return batch
-
-
 class DiffusionGenerator(Generator):
     """Denoising diffusion on a diffusers ``UNet2DModel`` (see the module docstring)."""
 
@@ -193,7 +167,7 @@ class DiffusionGenerator(Generator):
         return ("label",) if self.config.num_classes > 0 else ()
 
     # ------------------------------------------------------------------ training
-    def make_dataset(self, data: Any, split: str) -> ImageDataset:
+    def make_dataset(self, data: Any, split: str) -> TensorDictDataset:
         """Images resized to ``image_size`` in [-1, 1]; labels when the model is conditional."""
         if not isinstance(data, ImageData):
             raise DataError("diffusion trains on images: use an image source such as "
@@ -210,7 +184,7 @@ class DiffusionGenerator(Generator):
                                 f" classes but num_classes={self.config.num_classes}; "
                                 "set --set num_classes to the data's class count")
             labels = torch.as_tensor(np.asarray(data.labels), dtype=torch.long)
-        return ImageDataset(images, labels)
+        return TensorDictDataset(image=images, label=labels)
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> dict[str, Any]:
         """Denoising loss at a random timestep; every random draw comes from ``ctx.generator``."""
@@ -244,9 +218,9 @@ class DiffusionGenerator(Generator):
     @torch.inference_mode()
     def evaluate(self, data: Any) -> dict[str, float]:
         """Held-out denoising loss at fixed timesteps and noise (comparable across runs)."""
-        dataset = self.make_dataset(data, "test")
-        x0 = dataset.images[:512].to(self.device)  # (N, C, S, S)
-        labels = None if dataset.labels is None else dataset.labels[: len(x0)].to(self.device)
+        held_out = self.make_dataset(data, "test").tensors
+        x0 = held_out["image"][:512].to(self.device)  # (N, C, S, S)
+        labels = held_out["label"][: len(x0)].to(self.device) if "label" in held_out else None
         gen = torch.Generator(device="cpu").manual_seed(0)
         losses = []
         for frac in (0.1, 0.3, 0.5, 0.7, 0.9):

@@ -36,14 +36,13 @@ from torch import nn
 
 from genkit.plugin import (
     CheckpointError,
-    ConfigError,
-    DataError,
     Generator,
-    ImageData,
     SamplingError,
+    TensorDictDataset,
     check,
-    images_to_tensor,
+    image_dataset,
     sample_generators,
+    tensor_to_images,
 )
 from genkit_gan.models import (
     CONV_SIZES,
@@ -146,33 +145,6 @@ def diversity_ratio(fake: torch.Tensor, real: torch.Tensor,
 
 
 # ------------------------------------------------------------------------- data & images
-class ImageDataset(torch.utils.data.Dataset):
-    """Image tensors (and labels) as ``{"image": (C, S, S), "label": int}`` items."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"image": self.images[i]}
-        if self.labels is not None:
-            item["label"] = self.labels[i]
-        return item
-
-
-def to_pil(images: torch.Tensor) -> list[Any]:
-    """``(B, C, S, S)`` in [-1, 1] → PIL images (mode L for 1 channel, RGB for 3)."""
-    from PIL import Image
-
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, C)
-    if pixels.shape[-1] == 1:
-        return [Image.fromarray(p[..., 0], mode="L") for p in pixels]
-    return [Image.fromarray(p, mode="RGB") for p in pixels]
-
-
 def sample_labels(conditions: list[dict[str, Any]], generators: list[torch.Generator],
                   num_classes: int, device: torch.device) -> torch.Tensor:
     """Label of each sample: the asked one, else drawn from that sample's own generator."""
@@ -223,9 +195,9 @@ class GANGenerator(Generator):
             self.discriminator = MLPDiscriminator(c.image_size, c.channels, hidden,
                                                   c.num_classes, c.spectral_norm)
 
-    def make_dataset(self, data: Any, split: str) -> ImageDataset:
-        return ImageDataset(*image_tensors(data, self.config.image_size, self.config.channels,
-                                           self.config.num_classes))
+    def make_dataset(self, data: Any, split: str) -> TensorDictDataset:
+        c = self.config
+        return image_dataset(data, c.image_size, c.channels, c.num_classes, "gan")
 
     def configure_optimizers(self, args: TrainArgs) -> dict[str, torch.optim.Optimizer]:
         """Two Adam optimizers (DCGAN's betas (0.5, 0.999) by default), one per network."""
@@ -264,8 +236,9 @@ class GANGenerator(Generator):
         """Held-out figures: the diversity ratio of up to 256 samples against the held-out
         images (within classes for a conditional model), and the discriminator's mean
         score of real and generated images."""
-        images, labels = image_tensors(data, self.config.image_size, self.config.channels,
-                                       self.config.num_classes)
+        c = self.config
+        held_out = image_dataset(data, c.image_size, c.channels, c.num_classes, "gan").tensors
+        images, labels = held_out["image"], held_out.get("label")
         n = min(256, images.shape[0])
         real = images[:n].to(self.device)
         conditions = [{"label": int(y)} for y in labels[:n]] if labels is not None else [{}] * n
@@ -284,7 +257,7 @@ class GANGenerator(Generator):
                  stream: Callable[[str], None] | None = None) -> list[Any]:
         """One image per seed: z (then a label, for a conditional model given none) drawn
         from ``torch.Generator().manual_seed(seeds[i])``."""
-        return to_pil(self._generate_tensor(seeds, conditions, options.temperature))
+        return tensor_to_images(self._generate_tensor(seeds, conditions, options.temperature))
 
     def _generate_tensor(self, seeds: list[int], conditions: list[dict[str, Any]],
                          temperature: float) -> torch.Tensor:
@@ -317,19 +290,3 @@ class GANGenerator(Generator):
             load_model(module, str(path), strict=True, device=str(self.device))
 
 
-def image_tensors(data: Any, size: int, channels: int,
-                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Images ``(N, C, S, S)`` in [-1, 1] and, for a conditional model, labels ``(N,)``."""
-    if not isinstance(data, ImageData):
-        raise DataError("the gan generator trains on images; use an image source such as "
-                        "'digits' or 'folder:PATH'")
-    images = images_to_tensor(data, size, channels)
-    if not num_classes:
-        return images, None
-    if data.labels is None:
-        raise DataError(f"num_classes={num_classes} needs labelled images; this data has none "
-                        "(use sub-folders as classes, or set num_classes=0)")
-    if data.num_classes > num_classes:
-        raise ConfigError(f"the data has {data.num_classes} classes but num_classes="
-                          f"{num_classes}; set num_classes={data.num_classes}")
-    return images, torch.as_tensor(data.labels, dtype=torch.long)

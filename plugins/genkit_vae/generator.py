@@ -39,13 +39,13 @@ from safetensors.torch import load_model
 from genkit.plugin import (
     CheckpointError,
     ConfigError,
-    DataError,
     Generator,
-    ImageData,
     SamplingError,
+    TensorDictDataset,
     check,
-    images_to_tensor,
+    image_dataset,
     sample_generators,
+    tensor_to_images,
 )
 from genkit_vae.models import CONV_SIZES, LIKELIHOODS, ConvDecoder, ConvEncoder
 
@@ -131,51 +131,6 @@ def kl_weight(beta: float, warmup_steps: int, step: int) -> float:
 
 
 # ---------------------------------------------------------------------- data & images
-class ImageDataset(torch.utils.data.Dataset):
-    """Image tensors (and labels) as ``{"image": (C, S, S), "label": int}`` items."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"image": self.images[i]}
-        if self.labels is not None:
-            item["label"] = self.labels[i]
-        return item
-
-
-def image_tensors(data: Any, size: int, channels: int,
-                  num_classes: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Images ``(N, C, S, S)`` in [-1, 1] and, for a conditional model, labels ``(N,)``."""
-    if not isinstance(data, ImageData):
-        raise DataError("the vae generator trains on images; use an image source such as "
-                        "'digits' or 'folder:PATH'")
-    images = images_to_tensor(data, size, channels)
-    if not num_classes:
-        return images, None
-    if data.labels is None:
-        raise DataError(f"num_classes={num_classes} needs labelled images; this data has none "
-                        "(use sub-folders as classes, or set num_classes=0)")
-    if data.num_classes > num_classes:
-        raise ConfigError(f"the data has {data.num_classes} classes but num_classes="
-                          f"{num_classes}; set num_classes={data.num_classes}")
-    return images, torch.as_tensor(data.labels, dtype=torch.long)
-
-
-def to_pil(images: torch.Tensor) -> list[Image]:
-    """``(B, C, S, S)`` in [-1, 1] → PIL images (mode L for 1 channel, RGB for 3)."""
-    from PIL import Image as PILImage
-
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, C)
-    if pixels.shape[-1] == 1:
-        return [PILImage.fromarray(p[..., 0], mode="L") for p in pixels]
-    return [PILImage.fromarray(p, mode="RGB") for p in pixels]
-
-
 def pil_to_tensor(images: Sequence[Image], size: int, channels: int) -> torch.Tensor:
     """PIL images → ``(N, C, S, S)`` in [-1, 1], converted and resized to the model's format."""
     import numpy as np
@@ -215,9 +170,9 @@ class VAEGenerator(Generator):
         self.decoder = ConvDecoder(c.latent_dim, c.image_size, c.channels, c.base_width,
                                    c.num_classes, c.likelihood)
 
-    def make_dataset(self, data: Any, split: str) -> ImageDataset:
+    def make_dataset(self, data: Any, split: str) -> TensorDictDataset:
         c = self.config
-        return ImageDataset(*image_tensors(data, c.image_size, c.channels, c.num_classes))
+        return image_dataset(data, c.image_size, c.channels, c.num_classes, "vae")
 
     def elbo_terms(self, images: torch.Tensor, labels: torch.Tensor | None,
                    generator: torch.Generator, encoder: Any = None,
@@ -248,7 +203,8 @@ class VAEGenerator(Generator):
         """Held-out reconstruction and KL terms and the negative ELBO (beta = 1), in nats
         per image, with one seeded z sample per image."""
         c = self.config
-        images, labels = image_tensors(data, c.image_size, c.channels, c.num_classes)
+        held_out = image_dataset(data, c.image_size, c.channels, c.num_classes, "vae").tensors
+        images, labels = held_out["image"], held_out.get("label")
         gen = torch.Generator(device=self.device).manual_seed(0)
         recon, kl = self.elbo_terms(images.to(self.device),
                                     None if labels is None else labels.to(self.device), gen)
@@ -266,7 +222,7 @@ class VAEGenerator(Generator):
                          for g in gens]) * options.temperature  # (B, Z)
         labels = (sample_labels(conditions, gens, self.config.num_classes, self.device)
                   if self.config.num_classes else None)
-        return to_pil(self.decoder.to_image(self.decoder(z, labels)))
+        return tensor_to_images(self.decoder.to_image(self.decoder(z, labels)))
 
     def write_extras(self, options: Any, seed: int, out: Path | None) -> list[Path]:
         """With ``options.interpolate = N``: ``out/interpolation.png``, a strip of N images
@@ -288,7 +244,7 @@ class VAEGenerator(Generator):
                                          self._labels(label, options.interpolate))
         path = Path(out) / STRIP_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        strip(to_pil(images)).save(path)
+        strip(tensor_to_images(images)).save(path)
         return [path]
 
     # ------------------------------------------------------------------- Python API
@@ -412,7 +368,7 @@ class VAEGenerator(Generator):
 
     @staticmethod
     def _output(images: torch.Tensor, as_tensor: bool) -> list[Image] | torch.Tensor:
-        return images.clone() if as_tensor else to_pil(images)
+        return images.clone() if as_tensor else tensor_to_images(images)
 
     # ------------------------------------------------------------------------- weights
     def save_weights(self, directory: Path) -> None:
