@@ -119,10 +119,20 @@ def run_script(script: Path, quick: bool, timeout: float) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     shown = ["python", *command[1:]]
     return {"script": script.stem, "command": " ".join(shlex.quote(c) for c in shown),
-            "quick": quick, "rc": rc, "seconds": round(seconds, 1), "output": output,
+            "quick": quick, "rc": rc, "seconds": round(seconds, 1), "output": clean_output(output),
             "results": parse_results(output),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_id()}
+
+
+def clean_output(text: str) -> str:
+    """Script output as a reader wants it: progress-bar lines dropped, the home folder as ~."""
+    lines = []
+    for line in text.replace("\r", "\n").splitlines():
+        if "%|" in line or "it/s]" in line or "step/s]" in line:
+            continue
+        lines.append(line.replace(str(Path.home()), "~"))
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _text(value: Any) -> str:

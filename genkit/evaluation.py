@@ -282,7 +282,8 @@ def feature_classifier(train: ImageData, test: ImageData, via_size: int, channel
     if info is None:
         net = _seeded_net(channels, feature_size, num_classes)  # a failed load may leave half
         info = _fit_and_cache(net, directory, train, test, via_size, feature_size, device)
-    return net.to(device).eval(), {**info, "path": str(directory), "cached": cached}
+    shown = str(directory).replace(str(Path.home()), "~", 1)  # no user paths in reports
+    return net.to(device).eval(), {**info, "path": shown, "cached": cached}
 
 
 def _seeded_net(channels: int, size: int, num_classes: int) -> torch.nn.Module:

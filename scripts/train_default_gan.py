@@ -5,7 +5,7 @@ through genkit's engine on one CPU thread (~10 minutes on an idle core), saved w
 weights::
 
     python scripts/train_default_gan.py                 # writes plugins/genkit_gan/default
-    python scripts/train_default_gan.py --steps 200 --dest /tmp/gan-try   # a quick try
+    python scripts/train_default_gan.py --steps 200 --dest runs/gan-try   # a quick try
 
 Sampling it: ``genkit sample --plugin gan -n 16 --out samples/``.
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--run-dir", default="/tmp/genkit-default-gan",
+    parser.add_argument("--run-dir", default=str(ROOT / "runs" / "default-gan"),
                         help="training run folder (logs, metrics.jsonl, checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument("--dest", default=str(ROOT / "plugins" / "genkit_gan" / "default"))

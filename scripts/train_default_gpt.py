@@ -25,7 +25,7 @@ MAX_BYTES = 3 * 1024 * 1024
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run-dir", type=Path, default=Path("/tmp/genkit_gpt_default_run"),
+    p.add_argument("--run-dir", type=Path, default=Path(__file__).resolve().parents[1] / "runs" / "default-gpt",
                    help="training run directory (checkpoints, metrics.jsonl); resumed if present")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the fp16 model goes")
     p.add_argument("--steps", type=int, default=2000)

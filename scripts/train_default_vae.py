@@ -4,7 +4,7 @@ A class-conditional VAE (CVAE) on the built-in ``digits`` (8x8 upscaled to 16x16
 through genkit's engine on one CPU thread (~10 minutes), saved with fp16 weights::
 
     python scripts/train_default_vae.py                 # writes plugins/genkit_vae/default
-    python scripts/train_default_vae.py --steps 200 --dest /tmp/vae-try   # a quick try
+    python scripts/train_default_vae.py --steps 200 --dest runs/vae-try   # a quick try
 
 Sampling it: ``genkit sample --plugin vae -n 16 --out samples/`` (``--label 3`` for threes,
 ``--interpolate 8`` for an interpolation strip).
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--run-dir", default="/tmp/genkit-default-vae",
+    parser.add_argument("--run-dir", default=str(ROOT / "runs" / "default-vae"),
                         help="training run folder (logs, metrics.jsonl, checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument("--dest", default=str(ROOT / "plugins" / "genkit_vae" / "default"))
