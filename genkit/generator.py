@@ -11,6 +11,7 @@ Nothing here imports torch at module level: listing plugins must stay light.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -236,6 +237,24 @@ class Generator:
     def options(self, values: Mapping[str, Any]) -> Any:
         """A validated ``SampleOptions`` from ``values``."""
         return build_config(self.SampleOptions, values, what=f"{self._label()} sampling option")
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[None]:
+        """Context manager for running the networks outside training: eval mode,
+        ``torch.inference_mode`` and the EMA weights; the modules' train/eval state is
+        restored afterwards. Sampling runs inside it; plugin APIs (encode, decode) can too."""
+        import torch
+
+        modules = self.modules()
+        was_training = {n: m.training for n, m in modules.items()}
+        for m in modules.values():
+            m.eval()
+        try:
+            with torch.inference_mode(), self.sampling_weights():
+                yield
+        finally:
+            for n, m in modules.items():
+                m.train(was_training[n])
 
     def sampling_weights(self) -> Any:
         """Context manager: inside it the modules hold the EMA weights, when there are any."""

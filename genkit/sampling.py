@@ -188,27 +188,11 @@ def aligned_batches(indices: Iterable[int], batch_size: int) -> Iterator[list[in
         yield batch
 
 
-@contextlib.contextmanager
-def _eval_mode(generator: Generator) -> Iterator[None]:
-    import torch
-
-    modules = generator.modules()
-    was_training = {n: m.training for n, m in modules.items()}
-    for m in modules.values():
-        m.eval()
-    try:
-        with torch.inference_mode(), generator.sampling_weights():
-            yield
-    finally:
-        for n, m in modules.items():
-            m.train(was_training[n])
-
-
 def generate_batches(generator: Generator, plan: SamplePlan, seed: int, batch_size: int,
                      indices: Iterable[int], stream: Callable[[str], None] | None = None,
                      ) -> Iterator[list[Sample]]:
     """Yield lists of samples, one per aligned batch of ``indices``."""
-    with _eval_mode(generator):
+    with generator.inference():
         for batch in aligned_batches(indices, batch_size):
             seeds = [sample_seed(seed, i) for i in batch]
             conditions = [plan.condition(i) for i in batch]
@@ -223,7 +207,7 @@ def generate_batches(generator: Generator, plan: SamplePlan, seed: int, batch_si
 def write_extras(generator: Generator, options: Any, seed: int, out: Path | None) -> list[Path]:
     """Run the generator's side outputs (trajectory, interpolation strip) in sampling mode:
     eval mode, inference mode and EMA weights, as for the samples themselves."""
-    with _eval_mode(generator):
+    with generator.inference():
         return list(generator.write_extras(options, seed, out))
 
 

@@ -24,11 +24,10 @@ so ``ConvDecoder.from_pretrained("DIR/decoder")`` works without genkit.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,7 +238,7 @@ class VAEGenerator(Generator):
         if self.config.num_classes:
             label = int(torch.randint(self.config.num_classes, (1,), generator=gen,
                                       device=self.device))
-        with self._inference():
+        with self.inference():
             images = self._decode_tensor(lerp(ends[0], ends[1], options.interpolate),
                                          self._labels(label, options.interpolate))
         path = Path(out) / STRIP_FILE
@@ -257,7 +256,7 @@ class VAEGenerator(Generator):
             labels: the class of each image (an int for all, a list, or a tensor);
                 required by a conditional model, refused by an unconditional one.
         """
-        with self._inference():
+        with self.inference():
             x = self._as_tensor(images)
             return self.encoder(x, self._labels(labels, x.shape[0]))[0]
 
@@ -265,7 +264,7 @@ class VAEGenerator(Generator):
                as_tensor: bool = False) -> list[Image] | torch.Tensor:
         """Decode latents ``(N, latent_dim)`` (or one ``(latent_dim,)``) into mean images:
         PIL images, or with ``as_tensor`` a tensor ``(N, C, S, S)`` in [-1, 1]."""
-        with self._inference():
+        with self.inference():
             z = torch.as_tensor(latents, dtype=torch.float32, device=self.device)
             z = z[None] if z.ndim == 1 else z  # (N, Z)
             if z.ndim != 2 or z.shape[1] != self.config.latent_dim:
@@ -278,7 +277,7 @@ class VAEGenerator(Generator):
                     as_tensor: bool = False) -> list[Image] | torch.Tensor:
         """Encode then decode ``images`` (see :meth:`encode` for the accepted forms) through
         the posterior means; returns PIL images or, with ``as_tensor``, ``(N, C, S, S)``."""
-        with self._inference():
+        with self.inference():
             x = self._as_tensor(images)
             y = self._labels(labels, x.shape[0])
             return self._output(self._decode_tensor(self.encoder(x, y)[0], y), as_tensor)
@@ -298,7 +297,7 @@ class VAEGenerator(Generator):
         """
         if steps < 2:
             raise ConfigError(f"interpolate needs steps >= 2, got {steps}")
-        with self._inference():
+        with self.inference():
             y = self._labels(label, 1)
             ends = [self._latent(end, y) for end in (a, b)]
             line = lerp(ends[0], ends[1], steps)  # (steps, Z)
@@ -306,20 +305,6 @@ class VAEGenerator(Generator):
                                 as_tensor)
 
     # ------------------------------------------------------------------------ helpers
-    @contextlib.contextmanager
-    def _inference(self) -> Iterator[None]:
-        """Eval mode, no autograd, EMA weights: how the Python API runs the networks."""
-        modules = self.modules()
-        was_training = {n: m.training for n, m in modules.items()}
-        for m in modules.values():
-            m.eval()
-        try:
-            with torch.inference_mode(), self.sampling_weights():
-                yield
-        finally:
-            for n, m in modules.items():
-                m.train(was_training[n])
-
     def _decode_tensor(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return self.decoder.to_image(self.decoder(z, labels))  # (N, C, S, S)
 

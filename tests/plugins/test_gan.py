@@ -25,16 +25,6 @@ CONFIDENT = 0.8  # top class probability that counts as "recognised"
 CONFIDENT_SHARE = 0.75  # share of the default model's samples that must be recognised
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two threads make these tiny steps ~20x
-    slower (measured: 40 VAE steps 2.3 s at 1 thread, 42 s at 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**config) -> GANGenerator:
     torch.manual_seed(0)
     g = genkit.create("gan", **{**TINY, **config})

@@ -20,15 +20,6 @@ TINY = dict(tokenizer="char", n_layer=2, n_head=2, n_embd=32, block_size=32)
 TRAIN = dict(batch_size=16, lr=3e-3, device="cpu", progress=False, log_with="none")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, more threads only spin and wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[genkit.Generator, dict, Path]:
     """A tiny char model: held-out figures before training, then trained 80 steps into a run dir."""

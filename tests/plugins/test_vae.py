@@ -28,16 +28,6 @@ TINY = {"image_size": 8, "latent_dim": 4, "base_width": 8}
 CONFIDENT = 0.8  # top class probability that counts as "recognised"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a loaded 2-core machine two threads make these tiny steps ~20x
-    slower (measured: 40 VAE steps 2.3 s at 1 thread, 42 s at 2)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**config) -> VAEGenerator:
     torch.manual_seed(0)
     g = genkit.create("vae", **{**TINY, **config})
