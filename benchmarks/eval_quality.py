@@ -33,8 +33,7 @@ def main() -> None:
     import torch
 
     import genkit
-    from genkit.evaluation import evaluate, format_report
-    from genkit.registry import get_registry
+    from genkit.discovery.registry import get_registry
 
     torch.set_num_threads(args.threads)
     n, draws = (200, 1) if args.quick else (args.n, args.draws)
@@ -48,22 +47,22 @@ def main() -> None:
             print(f"{name}: no shipped default checkpoint yet; skipped")
             continue
         start = time.perf_counter()
-        result = evaluate(path, n=n, draws=draws, device=args.device, record=False)
-        print(format_report(result))
+        result = genkit.evaluate(path, n=n, draws=draws, device=args.device, record=False)
+        print(result.report())
         print(f"({time.perf_counter() - start:.1f} s)\n")
-        rows = result["rows"]
-        if result["modality"] == "text":
+        rows = result.rows
+        if result.modality == "text":
             print(f"RESULT eval_{name}_bpc={rows['model']['val_bpc']:.4f} bits/char")
             print(f"RESULT eval_{name}_unigram_bpc={rows['unigram']['val_bpc']:.4f} bits/char")
             continue
         for row in ("model", "real", "noise"):
-            print(f"RESULT eval_{name}_fd_{row}={rows[row]['fd']:.3f} FD at n={n}")
-        print(f"RESULT eval_{name}_precision={rows['model']['precision']:.3f}")
-        print(f"RESULT eval_{name}_recall={rows['model']['recall']:.3f}")
-        coverage = result.get("coverage", {}).get("model")
+            print(f"RESULT eval_{name}_fd_{row}={rows[row].fd:.3f} FD at n={n}")
+        print(f"RESULT eval_{name}_precision={rows['model'].precision:.3f}")
+        print(f"RESULT eval_{name}_recall={rows['model'].recall:.3f}")
+        coverage = (result.coverage or {}).get("model")
         if coverage:
-            print(f"RESULT eval_{name}_classes={coverage['classes_present']} "
-                  f"of {coverage['num_classes']}")
+            print(f"RESULT eval_{name}_classes={coverage.classes_present} "
+                  f"of {coverage.num_classes}")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def parse_args() -> argparse.Namespace:
 
 def load(checkpoint: str | None):  # -> genkit.Generator
     import genkit
-    from genkit.registry import get_registry
+    from genkit.discovery.registry import get_registry
 
     path = checkpoint or get_registry().generator("gpt").default_checkpoint_path()
     return genkit.load(path, device="cpu")

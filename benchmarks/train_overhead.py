@@ -70,8 +70,8 @@ def genkit_round(plugin: str, steps: int, batch_size: int) -> float:
 
 def plain_round(plugin: str, steps: int, batch_size: int) -> float:
     import genkit
-    from genkit.data import load_data
-    from genkit.training import SeededBatchSampler
+    from genkit.data.loading import load_data
+    from genkit.train.loader import SeededBatchSampler
 
     fresh = genkit.create(plugin, **CONFIGS.get(plugin, {}))  # same init (same seed)
     lr = fresh.train_defaults.get("lr", 1e-3)

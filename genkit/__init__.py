@@ -25,8 +25,7 @@ from genkit.errors import (
     SamplingError,
     TrainingError,
 )
-
-__version__ = "0.1.0"
+from genkit.version import __version__
 
 __all__ = [
     "CheckpointError",
@@ -48,60 +47,20 @@ __all__ = [
     "load_data",
 ]
 
-if TYPE_CHECKING:
-    from pathlib import Path
+_API = ("Generator", "create", "evaluate", "generators", "load", "load_data")
 
-    from genkit.generator import Generator
-    from genkit.registry import GeneratorSpec
+if TYPE_CHECKING:
+    from genkit.api import Generator, create, evaluate, generators, load, load_data
+    from genkit.discovery.hookspecs import hookimpl
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Generator":
-        from genkit.generator import Generator
+    if name in _API:
+        from genkit import api  # lazy: the API imports torch; `import genkit` must not
 
-        return Generator
+        return getattr(api, name)
     if name == "hookimpl":
-        from genkit.plugin import hookimpl
+        from genkit.discovery.hookspecs import hookimpl  # lazy: kept off `import genkit`
 
         return hookimpl
     raise AttributeError(f"module 'genkit' has no attribute {name!r}")
-
-
-def generators() -> list[GeneratorSpec]:
-    """Every installed generator, as specs (nothing is imported to list them)."""
-    from genkit.registry import get_registry
-
-    return get_registry().generator_specs()
-
-
-def create(name: str, /, *, seed: int = 0, **config: Any) -> Generator:
-    """A new, untrained generator of family ``name`` with ``config`` (validated).
-
-    The initial weights are a function of ``seed``: the same call builds the same model.
-    """
-    from genkit.registry import get_registry
-
-    spec = get_registry().generator(name)
-    cls = spec.load_class()
-    return cls.named(name, init_seed=seed, **config)
-
-
-def load(path: str | Path, device: str = "auto") -> Generator:
-    """Load a checkpoint directory (the plugin is read from its ``genkit.json``)."""
-    from genkit.checkpoint import load_checkpoint
-
-    return load_checkpoint(path, device=device)
-
-
-def load_data(source: str, split: str = "train", **options: Any) -> Any:
-    """Load a data source (``digits``, ``folder:PATH``, ``text:PATH``, ``pydoc``, ``hf:PATH``)."""
-    from genkit.data import load_data as _load
-
-    return _load(source, split=split, **options)
-
-
-def evaluate(path: str | Path, data: str | None = None, n: int = 500, **kwargs: Any) -> Any:
-    """Sample-quality figures of a checkpoint against held-out data (see genkit.evaluation)."""
-    from genkit.evaluation import evaluate as _evaluate
-
-    return _evaluate(path, data=data, n=n, **kwargs)

@@ -7,6 +7,7 @@ of a silently ignored setting.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -121,26 +122,8 @@ def coerce(value: Any, tp: Any, what: str) -> Any:
         if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{what} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{what} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{what} must be an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{what} must be a number, got {value!r}")
+    if tp is int or tp is float:
+        return _number(value, tp, what)
     if tp is str:
         if isinstance(value, str):
             return value
@@ -148,6 +131,20 @@ def coerce(value: Any, tp: Any, what: str) -> Any:
     if isinstance(value, tp):
         return value
     raise ConfigError(f"{what} must be of type {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _number(value: Any, tp: type, what: str) -> Any:
+    """An int or float field's value: numbers as they are (no bools; an int field takes
+    no float), strings parsed."""
+    word = "an integer" if tp is int else "a number"
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be {word}, got {value!r}")
+    if isinstance(value, int) or (tp is float and isinstance(value, float)):
+        return tp(value)
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return tp(value)
+    raise ConfigError(f"{what} must be {word}, got {value!r}")
 
 
 def check(condition: bool, message: str) -> None:

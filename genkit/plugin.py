@@ -1,18 +1,36 @@
-"""The one module a genkit plugin imports from.
+"""Everything a genkit plugin needs, and the only genkit module plugins import.
 
 Everything here is covered by genkit's stability promise: names are only added within a
-major version, never removed or changed in meaning. Plugins must not import from
-``genkit.cli`` or other private modules. Importing this module is light (no torch).
+major version, never removed or changed in meaning. Importing this module is light (no
+torch): the names that need torch load on first use.
+
+What a plugin finds here:
+
+- the contract: :class:`Generator` (subclass it), :class:`NoOptions`, :data:`hookimpl`,
+  :class:`StepContext` (what ``training_step`` gets), :class:`TrainArgs`;
+- configuration: :func:`build_config`, :func:`check` (``__post_init__`` range checks);
+- errors: :class:`ConfigError`, :class:`DataError`, :class:`CheckpointError`, ...;
+- data: :class:`ImageData`, :class:`TextData`, :class:`TensorDictDataset`,
+  :func:`image_dataset`, :func:`images_to_tensor`, :func:`load_data`;
+- per-sample randomness: :func:`sample_generators`, :func:`sample_labels`,
+  :func:`check_label`, :func:`sample_seed`;
+- images: :func:`tensor_to_images`, :func:`pil_to_tensor`, :func:`make_grid`,
+  :func:`strip`, :func:`save_png`;
+- weights: :class:`HubModules` (``save_weights``/``load_weights`` for modules that are
+  ``huggingface_hub.PyTorchModelHubMixin`` s) and :func:`hub_mixin_options` (their
+  tags and model card), :func:`resolve_device`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from genkit.config import build_config, check
-from genkit.data import ImageData, TextData, images_to_tensor
+from genkit.contract import NoOptions
+from genkit.data.loading import load_data
+from genkit.data.types import ImageData, TextData
+from genkit.devices import resolve_device
+from genkit.discovery.hookspecs import hookimpl
 from genkit.errors import (
     CheckpointError,
     ConfigError,
@@ -21,9 +39,15 @@ from genkit.errors import (
     SamplingError,
     TrainingError,
 )
-from genkit.generator import Generator, NoOptions
+from genkit.hubmodules import HubModules, hub_mixin_options
+from genkit.imaging import make_grid, pil_to_tensor, save_png, strip, tensor_to_images
+from genkit.seeding import check_label, sample_generators, sample_labels, sample_seed
 
-hookimpl = pluggy.HookimplMarker("genkit")
+if TYPE_CHECKING:
+    from genkit.api import Generator
+    from genkit.data.datasets import TensorDictDataset, image_dataset, images_to_tensor
+    from genkit.train.args import TrainArgs
+    from genkit.train.context import StepContext
 
 __all__ = [
     "CheckpointError",
@@ -31,43 +55,48 @@ __all__ = [
     "DataError",
     "Generator",
     "GenkitError",
+    "HubModules",
     "ImageData",
     "NoOptions",
     "SamplingError",
     "StepContext",
     "TensorDictDataset",
     "TextData",
-    "image_dataset",
-    "tensor_to_images",
     "TrainArgs",
     "TrainingError",
     "build_config",
     "check",
+    "check_label",
     "hookimpl",
+    "hub_mixin_options",
+    "image_dataset",
     "images_to_tensor",
+    "load_data",
+    "make_grid",
+    "pil_to_tensor",
+    "resolve_device",
     "sample_generators",
+    "sample_labels",
+    "sample_seed",
+    "save_png",
+    "strip",
+    "tensor_to_images",
 ]
 
-if TYPE_CHECKING:
-    from genkit.datasets import TensorDictDataset, image_dataset, tensor_to_images
-    from genkit.training import StepContext, TrainArgs
+#: names that need torch, by the module that holds them (imported on first use)
+_LAZY = {
+    "Generator": "genkit.api",
+    "TensorDictDataset": "genkit.data.datasets",
+    "image_dataset": "genkit.data.datasets",
+    "images_to_tensor": "genkit.data.datasets",
+    "TrainArgs": "genkit.train.args",
+    "StepContext": "genkit.train.context",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("StepContext", "TrainArgs"):
-        from genkit import training
+    if name in _LAZY:
+        import importlib  # lazy: plugin modules import this at discovery, before torch
 
-        return getattr(training, name)
-    if name in ("TensorDictDataset", "image_dataset", "tensor_to_images"):
-        from genkit import datasets
-
-        return getattr(datasets, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'genkit.plugin' has no attribute {name!r}")
-
-
-def sample_generators(seeds: list[int], device: Any) -> list[Any]:
-    """One ``torch.Generator`` per sample seed, on ``device``: the per-sample randomness
-    that makes sample i independent of the batch it is drawn in."""
-    import torch
-
-    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

@@ -66,7 +66,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     import genkit
-    from genkit.checkpoint import save_checkpoint, step_checkpoints
+    from genkit.store.checkpoint import save_checkpoint, step_checkpoints
 
     generator = genkit.create("diffusion", **CONFIG)
     start = time.perf_counter()
@@ -87,11 +87,10 @@ def main() -> None:
 
 def record_evaluation(path: Path, n: int = 300) -> None:
     """Fréchet distance, precision/recall and label agreement of ``n`` samples against the
-    held-out digits (genkit.evaluation), recorded in the checkpoint's genkit.json and card."""
+    held-out digits (genkit.eval), recorded in the checkpoint's genkit.json and card."""
     import genkit
-    from genkit.evaluation import format_report
 
-    print(format_report(genkit.evaluate(path, n=n, device="cpu")))
+    print(genkit.evaluate(path, n=n, device="cpu").report())
 
 
 def report_recognition(path: Path, n: int = 100) -> None:

@@ -38,7 +38,7 @@ def main() -> None:
     import torch
 
     import genkit
-    from genkit.checkpoint import save_checkpoint, step_checkpoints
+    from genkit.store.checkpoint import save_checkpoint, step_checkpoints
 
     torch.set_num_threads(args.threads)
     g = genkit.create("gpt", seed=0, **CONFIG)  # seed: the initial weights

@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     import genkit
-    from genkit.checkpoint import save_checkpoint
+    from genkit.store.checkpoint import save_checkpoint
 
     torch.set_num_threads(args.threads)
     g = genkit.create("vae", **CONFIG)

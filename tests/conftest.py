@@ -20,7 +20,7 @@ def toy_registry():
     """The installed plugins plus the toy generator, as the process-wide registry."""
     from toy import ToyPlugin
 
-    from genkit.registry import Registry, use_registry
+    from genkit.discovery.registry import Registry, use_registry
 
     registry = Registry.discover()
     registry.register_plugin(ToyPlugin(), name="toy", distribution="genkit-tests")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import genkit
-from genkit.checkpoint import checkpoint_identity, save_checkpoint
 from genkit.errors import CheckpointError
+from genkit.store.checkpoint import checkpoint_identity, save_checkpoint
 
 
 def _equal_samples(a, b):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import genkit
-from genkit.data import images_to_tensor
+from genkit.data.datasets import images_to_tensor
 from genkit.errors import ConfigError, DataError
 
 

@@ -1,4 +1,4 @@
-"""genkit.evaluation: the metrics themselves, the image evaluation on digits (real data far
+"""genkit.eval: the metrics themselves, the image evaluation on digits (real data far
 better than noise, a generator in between, a collapsed generator flagged), features from a
 local transformers model, text bits per character against a unigram model, and the
 figures recorded into a checkpoint.
@@ -20,17 +20,12 @@ import pytest
 import torch
 
 import genkit
-from genkit import evaluation
-from genkit.data import ImageData, load_data
+from genkit.data.loading import load_data
+from genkit.data.types import ImageData
 from genkit.errors import DataError
-from genkit.evaluation import (
-    class_coverage,
-    evaluate,
-    format_report,
-    frechet_distance,
-    knn_metrics,
-    unigram_bits_per_char,
-)
+from genkit.eval import features as eval_features
+from genkit.eval.evaluate import evaluate
+from genkit.eval.metrics import class_coverage, frechet_distance, knn_metrics, unigram_bits_per_char
 from genkit.plugin import Generator
 
 N = 200  # samples per evaluation: enough for FD to separate real, model and noise clearly
@@ -40,14 +35,14 @@ DEFAULT_DIFFUSION = Path(__file__).parents[1] / "plugins" / "genkit_diffusion" /
 @pytest.fixture(scope="module", autouse=True)
 def feature_cache(tmp_path_factory: pytest.TempPathFactory):
     """A private cache folder and a shorter classifier training for this module."""
-    old_cache, old_steps = os.environ.get("GENKIT_CACHE"), evaluation.CLASSIFIER_STEPS
+    old_cache, old_steps = os.environ.get("GENKIT_CACHE"), eval_features.CLASSIFIER_STEPS
     old_threads = torch.get_num_threads()
     os.environ["GENKIT_CACHE"] = str(tmp_path_factory.mktemp("genkit-cache"))
-    evaluation.CLASSIFIER_STEPS = 250
+    eval_features.CLASSIFIER_STEPS = 250
     torch.set_num_threads(1)
     yield Path(os.environ["GENKIT_CACHE"])
     torch.set_num_threads(old_threads)
-    evaluation.CLASSIFIER_STEPS = old_steps
+    eval_features.CLASSIFIER_STEPS = old_steps
     if old_cache is None:
         os.environ.pop("GENKIT_CACHE", None)
     else:
@@ -132,12 +127,12 @@ def test_knn_metrics_on_known_manifolds() -> None:
 
 def test_class_coverage_flags_collapse() -> None:
     balanced = class_coverage(list(range(10)) * 20, 10)
-    assert balanced["classes_present"] == 10 and not balanced["collapsed"]
-    assert balanced["effective_classes"] == pytest.approx(10.0)
+    assert balanced.classes_present == 10 and not balanced.collapsed
+    assert balanced.effective_classes == pytest.approx(10.0)
     one = class_coverage([3] * 200, 10)
-    assert one["collapsed"] and one["classes_present"] == 1 and one["top_class"] == "3"
+    assert one.collapsed and one.classes_present == 1 and one.top_class == "3"
     dominant = class_coverage([0] * 120 + list(range(10)) * 8, 10)  # all present, one > 50%
-    assert dominant["classes_present"] == 10 and dominant["collapsed"]
+    assert dominant.classes_present == 10 and dominant.collapsed
 
 
 def test_unigram_bits_per_char_is_exact() -> None:
@@ -149,39 +144,39 @@ def test_unigram_bits_per_char_is_exact() -> None:
 # -------------------------------------------------------------------- image evaluation
 def test_digits_real_data_beats_a_weak_generator_which_beats_noise(gaussian_result,
                                                                    feature_cache) -> None:
-    rows = gaussian_result["rows"]
-    real, model, noise = rows["real"]["fd"], rows["model"]["fd"], rows["noise"]["fd"]
+    rows = gaussian_result.rows
+    real, model, noise = rows["real"].fd, rows["model"].fd, rows["noise"].fd
     assert 5 * real < model < noise / 2, rows  # far apart, in order
     assert noise > 20 * real
-    assert rows["real"]["recall"] > 0.8 and rows["noise"]["recall"] < 0.3
-    assert rows["real"]["density"] > 0.7  # (noise can pass precision/density: see the docs)
-    assert gaussian_result["reference"]["size"] == len(load_data("digits", "test"))
-    features = gaussian_result["features"]
+    assert rows["real"].recall > 0.8 and rows["noise"].recall < 0.3
+    assert rows["real"].density > 0.7  # (noise can pass precision/density: see the docs)
+    assert gaussian_result.reference["size"] == len(load_data("digits", "test"))
+    features = gaussian_result.features
     assert features["kind"] == "classifier" and features["test_accuracy"] > 0.85
     cached = json.loads((Path(features["path"]) / "classifier.json").read_text())
     assert cached["test_accuracy"] == features["test_accuracy"]
     assert Path(features["path"]).parent.parent == feature_cache
-    assert gaussian_result["coverage"]["real"]["classes_present"] == 10
-    json.dumps(gaussian_result)  # JSON-ready
-    report = format_report(gaussian_result)
+    assert gaussian_result.coverage["real"].classes_present == 10
+    json.dumps(gaussian_result.as_dict())  # JSON-ready
+    report = _report(gaussian_result)
     assert "real (held-out train half, 2 draws)" in report and "noise" in report
     assert "WARNING" not in report
 
 
 def test_the_classifier_is_trained_once_and_reused(gaussian_result) -> None:
     again = evaluate(GaussianPixels(), data="digits", n=N, draws=2, device="cpu")
-    assert again["features"]["cached"] and not gaussian_result["features"]["cached"]
-    assert again["rows"] == gaussian_result["rows"]  # same seed, same figures
+    assert again.features["cached"] and not gaussian_result.features["cached"]
+    assert again.rows == gaussian_result.rows  # same seed, same figures
 
 
 def test_a_collapsed_generator_is_flagged(gaussian_result) -> None:
     result = evaluate(OneDigit(), data="digits", n=N, draws=1, device="cpu")
-    coverage = result["coverage"]["model"]
-    assert coverage["collapsed"] and coverage["classes_present"] == 1
-    assert coverage["top_share"] == 1.0
-    assert result["rows"]["model"]["recall"] < 0.05
-    assert not gaussian_result["coverage"]["model"]["collapsed"]
-    assert "WARNING: coverage collapsed" in format_report(result)
+    coverage = result.coverage["model"]
+    assert coverage.collapsed and coverage.classes_present == 1
+    assert coverage.top_share == 1.0
+    assert result.rows["model"].recall < 0.05
+    assert not gaussian_result.coverage["model"].collapsed
+    assert "WARNING: coverage collapsed" in _report(result)
 
 
 @pytest.mark.slow  # ~1-2 min on a loaded CPU; the GaussianPixels test covers "in between"
@@ -192,12 +187,12 @@ def test_the_default_diffusion_model_lands_between_real_and_noise(tmp_path: Path
 
     checkpoint = shutil.copytree(DEFAULT_DIFFUSION, tmp_path / "default")  # never edit the shipped one
     result = evaluate(checkpoint, data="digits", n=N, draws=2, device="cpu", steps=20)
-    rows = result["rows"]
+    rows = result.rows
     # a good model sits within the real floor's spread (n=500: model 14.0, real 14.8 +- 4.4)
-    assert 0.5 * rows["real"]["fd"] < rows["model"]["fd"] < rows["noise"]["fd"] / 10, rows
-    assert rows["model"]["recall"] > 0.5 > rows["noise"]["recall"]
-    coverage = result["coverage"]["model"]
-    assert not coverage["collapsed"] and coverage["label_accuracy"] > 0.8
+    assert 0.5 * rows["real"].fd < rows["model"].fd < rows["noise"].fd / 10, rows
+    assert rows["model"].recall > 0.5 > rows["noise"].recall
+    coverage = result.coverage["model"]
+    assert not coverage.collapsed and coverage.label_accuracy > 0.8
 
 
 def test_unlabelled_data_without_features_is_a_clear_error() -> None:
@@ -217,11 +212,11 @@ def test_features_from_a_local_transformers_model(tmp_path: Path) -> None:
     ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(tmp_path / "vit")
     result = evaluate(GaussianPixels(), data="digits", n=100, draws=1, device="cpu",
                       features=tmp_path / "vit")
-    assert result["features"] == {"kind": "pretrained", "path": str(tmp_path / "vit"),
+    assert result.features == {"kind": "pretrained", "path": str(tmp_path / "vit"),
                                   "model_type": "vit"}
-    rows = result["rows"]
-    assert rows["real"]["fd"] < rows["noise"]["fd"] / 3, rows
-    assert "coverage" in result  # classes still come from the small classifier
+    rows = result.rows
+    assert rows["real"].fd < rows["noise"].fd / 3, rows
+    assert result.coverage is not None  # classes still come from the small classifier
     with pytest.raises(DataError, match="cannot open"):
         evaluate(GaussianPixels(), data="digits", n=20, draws=1, features=tmp_path)
 
@@ -231,8 +226,8 @@ def test_figures_are_recorded_in_the_checkpoint_and_its_model_card(toy_registry,
                                                                    tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from genkit.checkpoint import read_manifest
     from genkit.cli import cli
+    from genkit.store.checkpoint import read_manifest
 
     genkit.create("toy").save(tmp_path / "ckpt")
     out = CliRunner().invoke(cli, ["eval", str(tmp_path / "ckpt"), "--data", "digits",
@@ -259,11 +254,15 @@ def test_a_trained_text_model_beats_the_unigram_baseline(tmp_path: Path) -> None
     g.train("pydoc", steps=150, batch_size=16, lr=1e-2, device="cpu", progress=False,
             log_with="none", out=tmp_path / "run")
     result = evaluate(tmp_path / "run", data="pydoc", device="cpu")
-    model, unigram = result["rows"]["model"], result["rows"]["unigram"]
-    assert result["beats_baseline"] and model["val_bpc"] < unigram["val_bpc"] - 0.3, result
+    model, unigram = result.rows["model"], result.rows["unigram"]
+    assert result.beats_baseline and model["val_bpc"] < unigram["val_bpc"] - 0.3, result
     assert 4.0 < unigram["val_bpc"] < 5.5  # English-like text: about 4.5 bits per character
     assert model["val_ppl"] == pytest.approx(math.exp(model["val_loss"]), rel=1e-6)
     assert genkit.load(tmp_path / "run", device="cpu").source_dir is not None
     manifest = json.loads((tmp_path / "run" / "model" / "genkit.json").read_text())
     assert manifest["evaluation"]["unigram_bpc"] == unigram["val_bpc"]
-    assert "beats the unigram baseline" in format_report(result)
+    assert "beats the unigram baseline" in _report(result)
+
+
+def _report(result) -> str:
+    return result.report()

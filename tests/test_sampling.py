@@ -15,7 +15,7 @@ from PIL import Image
 
 import genkit
 from genkit.errors import SamplingError
-from genkit.sampling import read_manifest_records
+from genkit.sample.writer import read_manifest_records
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_bad_sampling_input(toy, tmp_path, kwargs, message):
 
 
 def test_unwritable_output_is_a_clear_error_and_leaves_nothing(toy, tmp_path, monkeypatch):
-    import genkit.sampling as sampling
+    import genkit.sample.writer as sampling
 
     calls = {"n": 0}
     real = sampling.atomic_write_bytes

@@ -13,7 +13,7 @@ import torch
 from toy import ToyConfig, ToyGenerator, ToyPlugin
 
 import genkit
-from genkit.registry import get_registry
+from genkit.discovery.registry import get_registry
 from genkit.testing import ConformanceError, check_generator, isolated_registry
 
 FAST = {"steps": 2, "batch_size": 8, "n": 3}

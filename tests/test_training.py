@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 import genkit
-from genkit.checkpoint import step_checkpoints
 from genkit.errors import ConfigError, TrainingError
+from genkit.store.checkpoint import step_checkpoints
 
 QUIET = {"progress": False, "log_with": "none"}
 

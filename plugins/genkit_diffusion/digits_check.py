@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from genkit.data import images_to_tensor, load_digits
+from genkit.plugin import images_to_tensor, load_data
 
 
 @dataclass
@@ -50,7 +50,7 @@ def digits_classifier(size: int) -> tuple[Any, float]:
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.svm import SVC
 
-    train, test = load_digits(None, "train"), load_digits(None, "test")
+    train, test = load_data("digits", "train"), load_data("digits", "test")
     clf = CalibratedClassifierCV(SVC(C=10.0), ensemble=False)
     clf.fit(_features(images_to_tensor(train, size, 1)), train.labels)
     accuracy = clf.score(_features(images_to_tensor(test, size, 1)), test.labels)

@@ -54,15 +54,18 @@ from safetensors.torch import load_file
 from genkit.plugin import (
     CheckpointError,
     ConfigError,
-    DataError,
     Generator,
-    ImageData,
+    SamplingError,
+    StepContext,
     TensorDictDataset,
     check,
-    images_to_tensor,
+    check_label,
+    image_dataset,
     sample_generators,
+    sample_seed,
+    tensor_to_images,
 )
-from genkit_diffusion.sampler import SCHEDULERS, Trajectory, denoise, make_scheduler, to_pil
+from genkit_diffusion.sampler import SCHEDULERS, Trajectory, denoise, make_scheduler
 
 #: ``beta_schedule`` names shown to users -> diffusers' names
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -169,24 +172,10 @@ class DiffusionGenerator(Generator):
     # ------------------------------------------------------------------ training
     def make_dataset(self, data: Any, split: str) -> TensorDictDataset:
         """Images resized to ``image_size`` in [-1, 1]; labels when the model is conditional."""
-        if not isinstance(data, ImageData):
-            raise DataError("diffusion trains on images: use an image source such as "
-                            "'digits' or 'folder:PATH'")
-        images = images_to_tensor(data, self.config.image_size, self.config.channels)
-        labels = None
-        if self.config.num_classes > 0:
-            if data.labels is None:
-                raise DataError(f"num_classes={self.config.num_classes} needs labelled data; "
-                                "use a labelled source (digits, a folder with sub-folders) or "
-                                "--set num_classes=0")
-            if data.num_classes > self.config.num_classes or int(data.labels.max()) >= self.config.num_classes:
-                raise DataError(f"the data has {max(data.num_classes, int(data.labels.max()) + 1)}"
-                                f" classes but num_classes={self.config.num_classes}; "
-                                "set --set num_classes to the data's class count")
-            labels = torch.as_tensor(np.asarray(data.labels), dtype=torch.long)
-        return TensorDictDataset(image=images, label=labels)
+        c = self.config
+        return image_dataset(data, c.image_size, c.channels, c.num_classes, "diffusion")
 
-    def training_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> dict[str, Any]:
+    def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
         """Denoising loss at a random timestep; every random draw comes from ``ctx.generator``."""
         x0 = batch["image"]  # (B, C, S, S)
         gen = ctx.generator
@@ -238,7 +227,7 @@ class DiffusionGenerator(Generator):
         """One batch of images; sample i depends only on ``seeds[i]`` and its conditions."""
         images = self._sample_tensor(seeds, conditions, options)  # (B, C, S, S)
         self._remember(seeds, conditions)
-        pil = to_pil(images)
+        pil = tensor_to_images(images)
         for image, label in zip(pil, self._labels_of(seeds, conditions)):
             if label is not None:
                 image.info["label"] = label  # the drawn label travels with the image
@@ -286,25 +275,15 @@ class DiffusionGenerator(Generator):
             asked = (conditions[i] if conditions else {}).get("label")
             if self.null_label is None:
                 if asked is not None:
-                    raise ConfigError("this diffusion model is unconditional: drop --label, or "
-                                      "train with --set num_classes=N")
+                    raise SamplingError("this diffusion model is unconditional: drop --label, or "
+                                        "train with --set num_classes=N")
                 labels.append(None)
             elif asked is None:
                 rng = np.random.default_rng([int(seed), _LABEL_STREAM])
                 labels.append(int(rng.integers(self.config.num_classes)))
             else:
-                labels.append(self._check_label(asked))
+                labels.append(check_label(asked, self.config.num_classes))
         return labels
-
-    def _check_label(self, label: Any) -> int:
-        try:
-            value = int(label)
-        except (TypeError, ValueError):
-            raise ConfigError(f"label must be an integer, got {label!r}") from None
-        if not 0 <= value < self.config.num_classes:
-            raise ConfigError(f"label {value} is out of range; this model knows labels "
-                              f"0..{self.config.num_classes - 1}")
-        return value
 
     @contextlib.contextmanager
     def _sampling_unet(self, options: DiffusionSampleOptions) -> Iterator[torch.nn.Module]:
@@ -328,7 +307,6 @@ class DiffusionGenerator(Generator):
         """The denoising trajectory of the first samples, when ``options.trajectory`` is set."""
         if options is None or getattr(options, "trajectory", None) is None:
             return []
-        from genkit.seeding import sample_seed
         from genkit_diffusion.trajectory import write_trajectory
 
         rows = options.trajectory_samples

@@ -28,6 +28,7 @@ from genkit.plugin import (
     ConfigError,
     Generator,
     check,
+    resolve_device,
     sample_generators,
 )
 
@@ -82,8 +83,6 @@ class PipelineGenerator(Generator):
         return ("prompt",) if self._takes_prompt else ()
 
     def to(self, device: Any) -> PipelineGenerator:
-        from genkit.devices import resolve_device
-
         self._device = resolve_device(device)
         self.pipe.to(self._device)
         return self

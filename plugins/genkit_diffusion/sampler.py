@@ -104,14 +104,3 @@ def denoise(unet: UNet2DModel, scheduler: SchedulerMixin, shape: Sequence[int], 
     if trajectory is not None:
         trajectory.add(x)
     return x
-
-
-def to_pil(images: torch.Tensor) -> list[Any]:
-    """``(B, C, H, W)`` in [-1, 1] -> PIL images ("L" for one channel, "RGB" for three)."""
-    from PIL import Image
-
-    array = ((images.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    array = array.permute(0, 2, 3, 1).cpu().numpy()  # (B, H, W, C)
-    if array.shape[-1] == 1:
-        return [Image.fromarray(a[..., 0]) for a in array]  # 2-D uint8 -> mode "L"
-    return [Image.fromarray(a) for a in array]  # (H, W, 3) uint8 -> mode "RGB"

@@ -24,24 +24,23 @@ so ``ConvGenerator.from_pretrained("DIR/generator")`` works without genkit.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model
 from torch import nn
 
 from genkit.plugin import (
-    CheckpointError,
     Generator,
-    SamplingError,
+    HubModules,
+    StepContext,
     TensorDictDataset,
+    TrainArgs,
     check,
     image_dataset,
     sample_generators,
+    sample_labels,
     tensor_to_images,
 )
 from genkit_gan.models import (
@@ -53,12 +52,8 @@ from genkit_gan.models import (
     MLPGenerator,
 )
 
-if TYPE_CHECKING:
-    from genkit.plugin import StepContext, TrainArgs
-
 ARCHS = ("conv", "mlp")
 LOSSES = ("nonsaturating", "hinge")
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclasses.dataclass
@@ -145,24 +140,7 @@ def diversity_ratio(fake: torch.Tensor, real: torch.Tensor,
 
 
 # ------------------------------------------------------------------------- data & images
-def sample_labels(conditions: list[dict[str, Any]], generators: list[torch.Generator],
-                  num_classes: int, device: torch.device) -> torch.Tensor:
-    """Label of each sample: the asked one, else drawn from that sample's own generator."""
-    labels = []
-    for cond, gen in zip(conditions, generators):
-        label = cond.get("label")
-        if label is None:
-            label = int(torch.randint(num_classes, (1,), generator=gen, device=gen.device))
-        if isinstance(label, bool) or not isinstance(label, numbers.Integral) \
-                or not 0 <= label < num_classes:
-            raise SamplingError(f"label {label!r} out of range: this model knows labels "
-                                f"0..{num_classes - 1}")
-        labels.append(int(label))
-    return torch.tensor(labels, dtype=torch.long, device=device)
-
-
-# ---------------------------------------------------------------------------- generator
-class GANGenerator(Generator):
+class GANGenerator(HubModules, Generator):
     """A DCGAN-style GAN (see the module docstring for the training step and layout)."""
 
     Config = GANConfig
@@ -231,7 +209,6 @@ class GANGenerator(Generator):
             "diversity": diversity_ratio(fake, real, labels),
         }
 
-    @torch.no_grad()
     def evaluate(self, data: Any) -> dict[str, float]:
         """Held-out figures: the diversity ratio of up to 256 samples against the held-out
         images (within classes for a conditional model), and the discriminator's mean
@@ -244,11 +221,8 @@ class GANGenerator(Generator):
         conditions = [{"label": int(y)} for y in labels[:n]] if labels is not None else [{}] * n
         fake = self._generate_tensor(list(range(n)), conditions, 1.0)
         y = None if labels is None else labels[:n].to(self.device)
-        was_training = self.discriminator.training
-        self.discriminator.eval()
         d_real = torch.sigmoid(self.discriminator(real, y)).mean()
         d_fake = torch.sigmoid(self.discriminator(fake, y)).mean()
-        self.discriminator.train(was_training)
         return {"diversity": float(diversity_ratio(fake, real, y)), "d_real": float(d_real),
                 "d_fake": float(d_fake)}
 
@@ -266,27 +240,4 @@ class GANGenerator(Generator):
                          for g in gens]) * temperature  # (B, Z)
         labels = (sample_labels(conditions, gens, self.config.num_classes, self.device)
                   if self.config.num_classes else None)
-        was_training = self.generator.training
-        self.generator.eval()
-        try:
-            return self.generator(z, labels)  # (B, C, S, S)
-        finally:
-            self.generator.train(was_training)
-
-    # ------------------------------------------------------------------------- weights
-    def save_weights(self, directory: Path) -> None:
-        """``DIR/generator/`` and ``DIR/discriminator/`` via ``save_pretrained``
-        (config.json + model.safetensors), loadable with ``from_pretrained``."""
-        for name, module in self.modules().items():
-            module.save_pretrained(directory / name)
-
-    def load_weights(self, directory: Path) -> None:
-        """Read the weights written by :meth:`save_weights`, strictly, onto ``self.device``."""
-        for name, module in self.modules().items():
-            path = directory / name / WEIGHTS_FILE
-            if not path.is_file():
-                raise CheckpointError(f"{directory} has no {name}/{WEIGHTS_FILE}: it is not a "
-                                      "gan checkpoint, or it is incomplete; re-save it")
-            load_model(module, str(path), strict=True, device=str(self.device))
-
-
+        return self.generator(z, labels)  # (B, C, S, S)

@@ -24,34 +24,13 @@ generator, a projection term in the discriminator (Miyato & Koyama 2018).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-MODEL_CARD = """
----
-{{ card_data }}
----
-
-A `{class_name}` network of a genkit `gan` model: plain PyTorch, saved with
-`huggingface_hub.PyTorchModelHubMixin` (config.json + model.safetensors). Load it without
-genkit:
-
-```python
-from genkit_gan.models import {class_name}
-model = {class_name}.from_pretrained("path/to/this/folder")
-```
-"""
-
-
-def hub_kwargs(class_name: str) -> dict[str, Any]:
-    """PyTorchModelHubMixin class options: library, tags and a model card naming the class."""
-    return {"library_name": "genkit", "tags": ["genkit", "gan", "image-generation"],
-            "model_card_template": MODEL_CARD.replace("{class_name}", class_name)}
-
+from genkit.plugin import hub_mixin_options
 
 CONV_SIZES = tuple(4 * 2**k for k in range(1, 7))  # 8 .. 256
 MLP_SIZE_RANGE = (4, 64)
@@ -120,7 +99,7 @@ class _Discriminator(nn.Module):
 
 
 class ConvGenerator(_Generator, PyTorchModelHubMixin,
-                    **hub_kwargs("ConvGenerator")):
+                    **hub_mixin_options("gan", __name__, "ConvGenerator")):
     """DCGAN generator: z ``(B, latent_dim)`` → images ``(B, channels, S, S)`` in [-1, 1]."""
 
     def __init__(self, latent_dim: int = 64, image_size: int = 16, channels: int = 1,
@@ -146,7 +125,7 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
 
 
 class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
-                        **hub_kwargs("ConvDiscriminator")):
+                        **hub_mixin_options("gan", __name__, "ConvDiscriminator")):
     """DCGAN discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``."""
 
     def __init__(self, image_size: int = 16, channels: int = 1, base_width: int = 64,
@@ -166,7 +145,7 @@ class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
 
 
 class MLPGenerator(_Generator, PyTorchModelHubMixin,
-                   **hub_kwargs("MLPGenerator")):
+                   **hub_mixin_options("gan", __name__, "MLPGenerator")):
     """MLP generator for tiny images: z → images ``(B, channels, S, S)`` in [-1, 1]."""
 
     def __init__(self, latent_dim: int = 64, image_size: int = 8, channels: int = 1,
@@ -185,7 +164,7 @@ class MLPGenerator(_Generator, PyTorchModelHubMixin,
 
 
 class MLPDiscriminator(_Discriminator, PyTorchModelHubMixin,
-                       **hub_kwargs("MLPDiscriminator")):
+                       **hub_mixin_options("gan", __name__, "MLPDiscriminator")):
     """MLP discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``."""
 
     def __init__(self, image_size: int = 8, channels: int = 1, hidden: int = 256,

@@ -31,7 +31,9 @@ from genkit.plugin import (
     DataError,
     Generator,
     SamplingError,
+    StepContext,
     TextData,
+    TrainArgs,
     check,
     sample_generators,
 )
@@ -216,7 +218,7 @@ class GPTGenerator(Generator):
         return TokenWindows(ids, block)
 
     # ------------------------------------------------------------------ training
-    def configure_optimizers(self, args: Any) -> dict[str, torch.optim.Optimizer]:
+    def configure_optimizers(self, args: TrainArgs) -> dict[str, torch.optim.Optimizer]:
         """AdamW with weight decay on matrices only (not on biases, norms), as GPT-2 has it."""
         self._ensure_model()
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -225,7 +227,7 @@ class GPTGenerator(Generator):
         groups = [group for group in groups if group["params"]]
         return {"model": torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.99))}
 
-    def training_step(self, batch: dict[str, torch.Tensor], ctx: Any) -> dict[str, Any]:
+    def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
         """Next-token cross-entropy on a batch of windows, in nats per token."""
         x = batch["input_ids"]  # (B, T + 1)
         with _dropout_rng(ctx.generator):
@@ -250,10 +252,8 @@ class GPTGenerator(Generator):
         """Total next-token nats over ``ids`` (each token after the first counted once)."""
         block = min(self.config.block_size, self.context_length())
         starts = list(range(0, len(ids) - 1, block))
-        was_training = self.model.training
-        self.model.eval()
         nats, count = 0.0, 0
-        try:
+        with self.inference():  # also when called directly, not through genkit's engine
             for i in range(0, len(starts), batch_size):
                 x, y = _windows(ids, starts[i: i + batch_size], block)  # (b, T), (b, T)
                 logits = self.model(input_ids=x.to(self.device)).logits  # (b, T, V)
@@ -261,8 +261,6 @@ class GPTGenerator(Generator):
                 nats += float(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(),
                                               ignore_index=-100, reduction="sum"))
                 count += int((y != -100).sum())
-        finally:
-            self.model.train(was_training)
         return nats, count
 
     # ------------------------------------------------------------------ sampling
@@ -284,13 +282,9 @@ class GPTGenerator(Generator):
         streamer = _TextStream(self.tokenizer, stream) if stream is not None else None
         if streamer is not None and options.include_prompt:
             stream(prompts[0])
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self.inference():  # the model may have been opened just now (a base model)
             new = sample_tokens(self.model, ids, sample_generators(seeds, self.device), settings,
                                 on_token=streamer.push if streamer else None)
-        finally:
-            self.model.train(was_training)
         if streamer is not None:
             streamer.flush()
         texts = [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]

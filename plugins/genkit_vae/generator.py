@@ -26,24 +26,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model
 
 from genkit.plugin import (
-    CheckpointError,
     ConfigError,
     Generator,
+    HubModules,
     SamplingError,
+    StepContext,
     TensorDictDataset,
     check,
+    check_label,
     image_dataset,
+    pil_to_tensor,
     sample_generators,
+    sample_labels,
+    save_png,
+    strip,
     tensor_to_images,
 )
 from genkit_vae.models import CONV_SIZES, LIKELIHOODS, ConvDecoder, ConvEncoder
@@ -51,9 +55,6 @@ from genkit_vae.models import CONV_SIZES, LIKELIHOODS, ConvDecoder, ConvEncoder
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from genkit.plugin import StepContext
-
-WEIGHTS_FILE = "model.safetensors"
 STRIP_FILE = "interpolation.png"
 LOG_2PI = math.log(2 * math.pi)
 
@@ -129,22 +130,8 @@ def kl_weight(beta: float, warmup_steps: int, step: int) -> float:
     return beta * min(1.0, (step + 1) / warmup_steps)
 
 
-# ---------------------------------------------------------------------- data & images
-def pil_to_tensor(images: Sequence[Image], size: int, channels: int) -> torch.Tensor:
-    """PIL images → ``(N, C, S, S)`` in [-1, 1], converted and resized to the model's format."""
-    import numpy as np
-    from PIL import Image as PILImage
-
-    mode = "L" if channels == 1 else "RGB"
-    arrays = [np.asarray(im.convert(mode).resize((size, size), PILImage.BILINEAR), np.float32)
-              for im in images]
-    x = torch.from_numpy(np.stack(arrays))  # (N, S, S) or (N, S, S, 3)
-    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, S, S)
-    return x / 127.5 - 1
-
-
 # --------------------------------------------------------------------------- generator
-class VAEGenerator(Generator):
+class VAEGenerator(HubModules, Generator):
     """A convolutional VAE (see the module docstring for the objective and layout)."""
 
     Config = VAEConfig
@@ -241,10 +228,7 @@ class VAEGenerator(Generator):
         with self.inference():
             images = self._decode_tensor(lerp(ends[0], ends[1], options.interpolate),
                                          self._labels(label, options.interpolate))
-        path = Path(out) / STRIP_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        strip(tensor_to_images(images)).save(path)
-        return [path]
+        return [save_png(strip(tensor_to_images(images)), Path(out) / STRIP_FILE)]
 
     # ------------------------------------------------------------------- Python API
     def encode(self, images: ImagesLike, labels: LabelsLike = None) -> torch.Tensor:
@@ -347,59 +331,18 @@ class VAEGenerator(Generator):
             raise ConfigError(f"this vae is class-conditional: pass labels (0..{k - 1})")
         y = torch.as_tensor(labels, dtype=torch.long, device=self.device).reshape(-1)
         y = y.expand(n) if y.numel() == 1 else y
-        if y.numel() != n or bool(((y < 0) | (y >= k)).any()):
-            raise ConfigError(f"labels must be {n} values in 0..{k - 1}, got {labels!r}")
+        if y.numel() != n:
+            raise ConfigError(f"labels must be one value or {n}, got {labels!r}")
+        for label in y.tolist():
+            check_label(label, k)
         return y
 
     @staticmethod
     def _output(images: torch.Tensor, as_tensor: bool) -> list[Image] | torch.Tensor:
         return images.clone() if as_tensor else tensor_to_images(images)
 
-    # ------------------------------------------------------------------------- weights
-    def save_weights(self, directory: Path) -> None:
-        """``DIR/encoder/`` and ``DIR/decoder/`` via ``save_pretrained`` (config.json +
-        model.safetensors), loadable with ``from_pretrained``."""
-        for name, module in self.modules().items():
-            module.save_pretrained(directory / name)
-
-    def load_weights(self, directory: Path) -> None:
-        """Read the weights written by :meth:`save_weights`, strictly, onto ``self.device``."""
-        for name, module in self.modules().items():
-            path = directory / name / WEIGHTS_FILE
-            if not path.is_file():
-                raise CheckpointError(f"{directory} has no {name}/{WEIGHTS_FILE}: it is not a "
-                                      "vae checkpoint, or it is incomplete; re-save it")
-            load_model(module, str(path), strict=True, device=str(self.device))
-
 
 def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     """``steps`` points from ``a`` to ``b`` (both included): ``(steps, Z)``."""
     t = torch.linspace(0, 1, steps, device=a.device, dtype=a.dtype)[:, None]  # (steps, 1)
     return (1 - t) * a[None] + t * b[None]
-
-
-def strip(images: list[Image]) -> Image:
-    """Images side by side, left to right, in one image."""
-    from PIL import Image as PILImage
-
-    width, height = images[0].size
-    out = PILImage.new(images[0].mode, (width * len(images), height))
-    for i, im in enumerate(images):
-        out.paste(im, (i * width, 0))
-    return out
-
-
-def sample_labels(conditions: list[dict[str, Any]], generators: list[torch.Generator],
-                  num_classes: int, device: torch.device) -> torch.Tensor:
-    """Label of each sample: the asked one, else drawn from that sample's own generator."""
-    labels = []
-    for cond, gen in zip(conditions, generators):
-        label = cond.get("label")
-        if label is None:
-            label = int(torch.randint(num_classes, (1,), generator=gen, device=gen.device))
-        if isinstance(label, bool) or not isinstance(label, numbers.Integral) \
-                or not 0 <= label < num_classes:
-            raise SamplingError(f"label {label!r} out of range: this model knows labels "
-                                f"0..{num_classes - 1}")
-        labels.append(int(label))
-    return torch.tensor(labels, dtype=torch.long, device=device)

@@ -15,33 +15,12 @@ a label embedding joins the features in the encoder and z in the decoder.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-MODEL_CARD = """
----
-{{ card_data }}
----
-
-A `{class_name}` network of a genkit `vae` model: plain PyTorch, saved with
-`huggingface_hub.PyTorchModelHubMixin` (config.json + model.safetensors). Load it without
-genkit:
-
-```python
-from genkit_vae.models import {class_name}
-model = {class_name}.from_pretrained("path/to/this/folder")
-```
-"""
-
-
-def hub_kwargs(class_name: str) -> dict[str, Any]:
-    """PyTorchModelHubMixin class options: library, tags and a model card naming the class."""
-    return {"library_name": "genkit", "tags": ["genkit", "vae", "image-generation"],
-            "model_card_template": MODEL_CARD.replace("{class_name}", class_name)}
-
+from genkit.plugin import hub_mixin_options
 
 CONV_SIZES = tuple(4 * 2**k for k in range(1, 7))  # 8 .. 256
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -53,7 +32,7 @@ def conv_levels(image_size: int) -> int:
 
 
 class ConvEncoder(nn.Module, PyTorchModelHubMixin,
-                  **hub_kwargs("ConvEncoder")):
+                  **hub_mixin_options("vae", __name__, "ConvEncoder")):
     """q(z | x[, y]): images ``(B, C, S, S)`` in [-1, 1] → mean and log-variance ``(B, Z)``."""
 
     def __init__(self, image_size: int = 16, channels: int = 1, base_width: int = 32,
@@ -80,7 +59,7 @@ class ConvEncoder(nn.Module, PyTorchModelHubMixin,
 
 
 class ConvDecoder(nn.Module, PyTorchModelHubMixin,
-                  **hub_kwargs("ConvDecoder")):
+                  **hub_mixin_options("vae", __name__, "ConvDecoder")):
     """p(x | z[, y]): latents ``(B, Z)`` → the likelihood's parameter ``(B, C, S, S)``:
     Bernoulli logits, or the Gaussian mean in [-1, 1] units. :meth:`to_image` maps it to
     an image in [-1, 1]."""

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import genkit
-from genkit.data import TextData, pydoc_text
+from genkit.data.sources import pydoc_text
+from genkit.data.types import TextData
 from genkit.errors import ConfigError, DataError, SamplingError
 
 TINY = dict(tokenizer="char", n_layer=2, n_head=2, n_embd=32, block_size=32)
@@ -129,7 +130,7 @@ def test_fine_tune_a_local_model_keeps_its_tokenizer(tmp_path: Path) -> None:
 def test_the_shipped_default_model_is_small_fp16_and_writes_english() -> None:
     from safetensors import safe_open
 
-    from genkit.registry import get_registry
+    from genkit.discovery.registry import get_registry
 
     path = Path(get_registry().generator("gpt").default_checkpoint_path())
     assert sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) <= 3 * 1024 * 1024

@@ -2,8 +2,13 @@
 
 Discovery imports only each plugin's top-level module, which registers *specs* (names and
 ``"module:attr"`` paths). A plugin that fails to import, to validate or to register is
-recorded with its error and skipped; every other plugin keeps working. Nothing heavy
-(torch, diffusers, transformers) is imported here.
+recorded with its error and skipped; every other plugin keeps working, whatever the
+plugin raised (``SystemExit`` included) and whatever it printed (sent to stderr, so
+``genkit plugins --json`` stays JSON). Nothing heavy (torch, diffusers, transformers) is
+imported here.
+
+genkit's own data sources are a plugin too (:data:`BUILTIN_PLUGINS`), registered through
+the same hook as third-party ones, as llm registers its default plugins.
 
 Environment variables (read when the registry is built):
 
@@ -19,120 +24,39 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import re
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 import pluggy
 
-from genkit import hookspecs
-from genkit.errors import ConfigError, PluginClashError, PluginError
+from genkit.discovery import hookspecs
+from genkit.discovery.requirements import (
+    DistributionFacts,
+    distribution_facts,
+    normalise,
+    satisfies,
+)
+from genkit.discovery.specs import (
+    MODALITIES,
+    DataSourceSpec,
+    GeneratorSpec,
+    PluginInfo,
+    PluginState,
+    PluginStatus,
+    check_target,
+)
+from genkit.errors import DataError, PluginClashError, PluginError
+from genkit.version import __version__
 
 ENTRY_POINT_GROUP = "genkit"
-MODALITIES = ("image", "text")
+BUILTIN = "genkit"  # the plugin name of genkit's own data sources
+#: modules of genkit itself that register through the plugin hooks
+BUILTIN_PLUGINS = ("genkit.data.builtin",)
 
-
-@dataclass
-class PluginInfo:
-    """One plugin as discovery saw it."""
-
-    name: str
-    distribution: str | None = None
-    version: str | None = None
-    status: str = "ok"  # ok | disabled | failed: <reason> | incompatible: needs genkit <spec>
-    import_ms: float = 0.0
-    generators: list[str] = field(default_factory=list)
-    data_sources: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "status": self.status,
-            "import_ms": round(self.import_ms, 2),
-            "generators": list(self.generators),
-            "data_sources": list(self.data_sources),
-        }
-
-
-@dataclass(frozen=True)
-class GeneratorSpec:
-    """A generator a plugin offers, described without importing it."""
-
-    name: str
-    target: str  # "package.module:Class", imported only when needed
-    modality: str
-    summary: str
-    plugin: str
-    distribution: str | None = None
-    version: str | None = None
-    default_checkpoint: str | None = None  # "package:folder" holding a shipped checkpoint
-
-    def load_class(self) -> type:
-        """Import and return the generator class (this is where torch gets imported)."""
-        from genkit.generator import Generator
-
-        cls = import_target(self.target, what=f"generator {self.name!r}")
-        if not (isinstance(cls, type) and issubclass(cls, Generator)):
-            raise PluginError(
-                f"generator {self.name!r} of plugin {self.plugin!r}: {self.target} "
-                "is not a genkit.plugin.Generator subclass"
-            )
-        return cls
-
-    def default_checkpoint_path(self) -> str | None:
-        """The shipped default checkpoint folder, or None when the plugin ships none."""
-        if not self.default_checkpoint:
-            return None
-        package, _, folder = self.default_checkpoint.partition(":")
-        from importlib import resources
-
-        return str(resources.files(package).joinpath(folder))
-
-
-@dataclass(frozen=True)
-class DataSourceSpec:
-    """A data source scheme (``digits``, ``folder:PATH``, ...) and its lazy loader."""
-
-    scheme: str
-    loader: str  # "module:function"
-    modality: str
-    summary: str
-    plugin: str
-
-    def load(self, argument: str | None, split: str, **options: Any) -> Any:
-        fn = import_target(self.loader, what=f"data source {self.scheme!r}")
-        return fn(argument, split=split, **options)
-
-
-def _check_target(target: Any, what: str) -> None:
-    if not isinstance(target, str) or target.count(":") != 1 or target.startswith(":") \
-            or target.endswith(":"):
-        raise PluginError(f"{what}: target {target!r} is not of the form 'module:attribute'")
-
-
-def import_target(target: str, what: str) -> Any:
-    """Import ``"module:attr"`` and return the attribute, with a clear error."""
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise PluginError(f"{what}: target {target!r} is not of the form 'module:attribute'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise PluginError(f"{what}: cannot import {module_name}: {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise PluginError(f"{what}: {module_name} has no attribute {attr!r}") from None
+T = TypeVar("T")
 
 
 def _env_list(name: str) -> list[str] | None:
@@ -146,68 +70,25 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _normalise(name: str) -> str:
-    """A distribution or plugin name in PEP 503 form (``Genkit_Plugin.Flow`` -> ``genkit-plugin-flow``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, whatever the exception said."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())
 
 
-@dataclass
-class _DistributionFacts:
-    """What discovery needs from a distribution's metadata, read once per distribution."""
-
-    name: str | None
-    version: str | None
-    genkit_requirement: str | None  # e.g. ">=0.2,<1" when it declares one
-
-
-def _distribution_facts(dist: metadata.Distribution | None) -> _DistributionFacts:
-    if dist is None:
-        return _DistributionFacts(None, None, None)
-    meta = dist.metadata
-    return _DistributionFacts(meta["Name"], meta["Version"],
-                              _genkit_requirement(meta.get_all("Requires-Dist") or []))
-
-
-def _genkit_requirement(requires: list[str]) -> str | None:
-    """The specifier a distribution puts on ``genkit`` in its requirements, if any.
-
-    ``packaging`` is imported only when a line names genkit (its specifier module only,
-    and its marker module only when the line has a marker), which keeps discovery light.
-    A requirement under an environment marker counts when the marker holds here (extras
-    do not: they are optional).
-    """
-    specifiers = []
-    for line in requires:
-        match = _GENKIT_LINE.match(line)
-        if not match:
-            continue
-        spec, marker = match.group("spec").strip(), match.group("marker")
-        if spec.startswith("@") or (marker and not _marker_holds(marker)):
-            continue  # a direct URL names no version; a marker may not hold here
-        if spec:
-            specifiers.append(spec)
-    return ",".join(specifiers) or None
-
-
-#: ``genkit [extras] (specifier) ; marker`` as written in Requires-Dist
-_GENKIT_LINE = re.compile(r"^\s*genkit(?![A-Za-z0-9._-])\s*(?:\[[^\]]*\])?"  # name, extras
-                          r"\s*\(?(?P<spec>[^;()]*)\)?\s*(?:;(?P<marker>.*))?$",  # spec; marker
-                          re.IGNORECASE)
-
-
-def _marker_holds(marker: str) -> bool:
-    from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
-
+def _guarded(fn: Callable[[], T]) -> T:
+    """Run plugin code: its prints go to stderr (stdout may be JSON), and every exception
+    it raises, ``SystemExit`` included, comes back as a plain ``Exception`` (Ctrl-C still
+    interrupts)."""
     try:
-        return Marker(marker.strip()).evaluate({"extra": ""})
-    except (InvalidMarker, UndefinedEnvironmentName):
-        return False
-
-
-def _genkit_version() -> str:
-    from genkit import __version__
-
-    return __version__
+        with contextlib.redirect_stdout(sys.stderr):
+            return fn()
+    except KeyboardInterrupt:
+        raise
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit, GeneratorExit: a plugin must not end genkit
+        raise PluginError(_one_line(exc)) from exc
 
 
 class Registry:
@@ -228,10 +109,8 @@ class Registry:
         self.trace = _env_flag("GENKIT_TRACE_PLUGINS") if trace is None else trace
         if self.trace:
             self._enable_trace()
-        from genkit import data
-
-        for scheme, (loader, modality, summary) in data.BUILTIN_SOURCES.items():
-            self._sources[scheme] = [DataSourceSpec(scheme, loader, modality, summary, "genkit")]
+        for module in BUILTIN_PLUGINS:  # not listed in self.plugins: they are genkit itself
+            self._register(importlib.import_module(module), PluginInfo(BUILTIN))
 
     # ----------------------------------------------------------------- discovery
     @classmethod
@@ -245,19 +124,19 @@ class Registry:
         registry = cls(**kwargs)
         allow = _env_list("GENKIT_LOAD_PLUGINS")
         deny = _env_list("GENKIT_DISABLE_PLUGINS") or []
-        facts: dict[int, _DistributionFacts] = {}
+        facts: dict[int, DistributionFacts] = {}
         entries = []
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = getattr(ep, "dist", None)
             if id(dist) not in facts:
-                facts[id(dist)] = _distribution_facts(dist)
+                facts[id(dist)] = distribution_facts(dist)
             entries.append((ep, facts[id(dist)]))
         # Sorted by plugin name, then distribution: the order never depends on sys.path.
         for ep, dist_facts in sorted(entries, key=lambda e: (e[0].name, e[1].name or "")):
             registry._load_entry_point(ep, dist_facts, allow, deny)
         return registry
 
-    def _load_entry_point(self, ep: metadata.EntryPoint, facts: _DistributionFacts,
+    def _load_entry_point(self, ep: metadata.EntryPoint, facts: DistributionFacts,
                           allow: list[str] | None, deny: list[str]) -> None:
         """Import one plugin (unless disabled or incompatible) and register it.
 
@@ -267,23 +146,24 @@ class Registry:
         name = ep.name if ep.name not in self.plugins else f"{ep.name} ({facts.name})"
         info = PluginInfo(name, distribution=facts.name, version=facts.version)
         self.plugins[name] = info
-        names = {_normalise(ep.name), _normalise(facts.name or "")}
-        if (allow is not None and not names & {_normalise(a) for a in allow}) \
-                or names & {_normalise(d) for d in deny}:
-            info.status = "disabled"
+        names = {normalise(ep.name), normalise(facts.name or "")}
+        if (allow is not None and not names & {normalise(a) for a in allow}) \
+                or names & {normalise(d) for d in deny}:
+            info.status = PluginStatus(PluginState.DISABLED)
             self._trace(f"plugin {name!r} disabled by GENKIT_LOAD_PLUGINS/GENKIT_DISABLE_PLUGINS")
             return
         needed = facts.genkit_requirement
-        if needed and not _satisfies(_genkit_version(), needed):
-            self._fail(info, f"incompatible: needs genkit {needed} (this is genkit "
-                       f"{_genkit_version()})", prefix=False)
+        if needed and not satisfies(__version__, needed):
+            self._fail(info, f"needs genkit {needed} (this is genkit {__version__})",
+                       PluginState.INCOMPATIBLE)
             return
         start = time.perf_counter()
         try:
-            module = ep.load()
+            module = _guarded(ep.load)
         except Exception as exc:
             info.import_ms = (time.perf_counter() - start) * 1000
-            self._fail(info, f"{type(exc).__name__}: {exc}")
+            self._fail(info, _one_line(exc.__cause__ if isinstance(exc, PluginError)
+                                       and exc.__cause__ else exc))
             return
         info.import_ms = (time.perf_counter() - start) * 1000
         self._trace(f"import plugin {name!r} ({ep.value}) {info.import_ms:.2f} ms")
@@ -326,20 +206,20 @@ class Registry:
         except Exception as exc:  # pluggy.PluginValidationError and friends
             if self.pm.get_plugin(info.name) is not None:
                 self.pm.unregister(name=info.name)
-            self._fail(info, f"{type(exc).__name__}: {exc}")
+            self._fail(info, _one_line(exc))
             return
         generators: list[GeneratorSpec] = []
         sources: list[DataSourceSpec] = []
+        caller = self.pm.subset_hook_caller
+        others = [p for n, p in self.pm.list_name_plugin() if n != info.name]
         try:
-            caller = self.pm.subset_hook_caller
-            others = [p for n, p in self.pm.list_name_plugin() if n != info.name]
-            caller("register_generators", others)(
-                register=lambda *a, **k: generators.append(self._generator_spec(info, *a, **k)))
-            caller("register_data_sources", others)(
-                register=lambda *a, **k: sources.append(self._source_spec(info, *a, **k)))
+            _guarded(lambda: caller("register_generators", others)(
+                register=lambda *a, **k: generators.append(self._generator_spec(info, *a, **k))))
+            _guarded(lambda: caller("register_data_sources", others)(
+                register=lambda *a, **k: sources.append(self._source_spec(info, *a, **k))))
         except Exception as exc:
             self.pm.unregister(name=info.name)
-            self._fail(info, f"{type(exc).__name__}: {exc}")
+            self._fail(info, _one_line(exc))
             return
         for spec in generators:
             self._generators.setdefault(spec.name, []).append(spec)
@@ -376,21 +256,21 @@ class Registry:
                         f"{kind} {key!r} is also provided by {' and '.join(rivals)}")
         for name in self._clashing - set(reasons):
             if name in self.plugins:
-                self.plugins[name].status = "ok"
+                self.plugins[name].status = PluginStatus()
         self._clashing &= set(reasons)
         for name, why in reasons.items():
             info = self.plugins.get(name)
             if info is None:
                 continue
-            status = f"failed: {'; '.join(why)}; disable one with GENKIT_DISABLE_PLUGINS"
-            if info.status != status and (info.ok or name in self._clashing):
+            reason = f"{'; '.join(why)}; disable one with GENKIT_DISABLE_PLUGINS"
+            if info.status.reason != reason and (info.ok or name in self._clashing):
                 self._clashing.add(name)
-                self._fail(info, status, prefix=False, keep=True)
+                self._fail(info, reason, keep=True)
 
     def _describe(self, plugin: str) -> str:
         info = self.plugins.get(plugin)
         if info is None:
-            return f"plugin {plugin!r} (built in)" if plugin == "genkit" else f"plugin {plugin!r}"
+            return f"plugin {plugin!r} (built in)" if plugin == BUILTIN else f"plugin {plugin!r}"
         where = f"{info.distribution} {info.version or ''}".strip() if info.distribution \
             else "not installed"
         return f"plugin {plugin!r} ({where})"
@@ -400,20 +280,20 @@ class Registry:
         if modality not in MODALITIES:
             raise PluginError(f"generator {name!r}: modality must be one of {MODALITIES}, "
                               f"got {modality!r}")
-        _check_target(target, f"generator {name!r}")
+        check_target(target, f"generator {name!r}")
         return GeneratorSpec(name, target, modality, summary, info.name, info.distribution,
                              info.version, default_checkpoint)
 
     def _source_spec(self, info: PluginInfo, scheme: str, loader: str, modality: str = "image",
                      summary: str = "") -> DataSourceSpec:
-        _check_target(loader, f"data source {scheme!r}")
+        check_target(loader, f"data source {scheme!r}")
         return DataSourceSpec(scheme, loader, modality, summary, info.name)
 
-    def _fail(self, info: PluginInfo, reason: str, prefix: bool = True, keep: bool = False) -> None:
+    def _fail(self, info: PluginInfo, reason: str, state: PluginState = PluginState.FAILED,
+              keep: bool = False) -> None:
         """Record that a plugin failed (``keep``: its generators stay listed); in strict
         mode raise instead."""
-        reason = " ".join(reason.split())  # one line, whatever the exception said
-        info.status = f"failed: {reason}" if prefix else reason
+        info.status = PluginStatus(state, " ".join(reason.split()))  # one line, always
         self._trace(f"plugin {info.name!r}: {info.status}")
         if self.strict:
             raise PluginError(f"plugin {info.name!r} ({info.distribution or 'not installed'}): "
@@ -467,7 +347,7 @@ class Registry:
         info = self.plugins.get(name)
         if info is None or info.ok:
             return ""
-        if info.status == "disabled":
+        if info.status.state is PluginState.DISABLED:
             return f" (plugin {name!r} is disabled by GENKIT_LOAD_PLUGINS/GENKIT_DISABLE_PLUGINS)"
         return f" (plugin {name!r} did not load: {info.status}; see 'genkit plugins')"
 
@@ -475,7 +355,7 @@ class Registry:
         specs = self._sources.get(scheme)
         if not specs:
             known = ", ".join(sorted(self._sources))
-            raise ConfigError(f"unknown data source {scheme!r}; available: {known}")
+            raise DataError(f"unknown data source {scheme!r}; available: {known}")
         if len(specs) > 1:
             who = " and ".join(self._describe(s.plugin) for s in specs)
             raise PluginClashError(f"data source {scheme!r} is provided by {who}; uninstall "
@@ -494,27 +374,19 @@ class Registry:
                 continue
             others = [p for n, p in self.pm.list_name_plugin() if n != name]
             before = dict(cli.commands)
+            hook = self.pm.subset_hook_caller("register_commands", others)
             try:
-                self.pm.subset_hook_caller("register_commands", others)(cli=cli)
+                _guarded(lambda: hook(cli=cli))  # noqa: B023 (called at once)
             except Exception as exc:
                 cli.commands.clear()
                 cli.commands.update(before)
-                self._fail(info, f"register_commands: {type(exc).__name__}: {exc}", keep=True)
+                self._fail(info, f"register_commands: {_one_line(exc)}", keep=True)
                 continue
             replaced = sorted(k for k, cmd in before.items() if cli.commands.get(k) is not cmd)
             if replaced:
                 cli.commands.update({k: before[k] for k in replaced})
                 self._fail(info, f"register_commands: command {', '.join(replaced)} already "
                            "exists; give the plugin's command another name", keep=True)
-
-
-def _satisfies(version: str, specifier: str) -> bool:
-    from packaging.specifiers import InvalidSpecifier, SpecifierSet
-
-    try:
-        return SpecifierSet(specifier).contains(version, prereleases=True)
-    except InvalidSpecifier:
-        return False
 
 
 _current: Registry | None = None

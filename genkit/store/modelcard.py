@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from genkit.fs import atomic_write_text
 
 
 def _fmt(value: Any) -> str:
@@ -33,13 +36,9 @@ def render_model_card(manifest: dict[str, Any]) -> str:
         lines += ["", "## Evaluation", ""]
         lines += [f"- {k}: {_fmt(v)}" for k, v in evals.items() if not isinstance(v, dict)]
     lines += ["", "## Config", "", "```json"]
-    import json
-
     lines += [json.dumps(manifest.get("config", {}), indent=2), "```", ""]
     return "\n".join(lines)
 
 
 def write_model_card(directory: Path, manifest: dict[str, Any]) -> None:
-    from genkit.checkpoint import atomic_write_text
-
     atomic_write_text(Path(directory) / "README.md", render_model_card(manifest))

@@ -1,10 +1,11 @@
-"""The Generator base class: the one API every generator family implements.
+"""The plugin contract: the base class a generator family implements.
 
-A plugin subclasses :class:`Generator` and supplies the model-specific parts: building
-its modules, turning a data source into a dataset, one training step, one generation
-batch and (optionally) its own file layout. genkit owns everything else: the training
-loop, devices, precision, processes, checkpoints, resume, EMA, logging, progress and
-batch writing.
+:class:`GeneratorContract` declares every hook genkit calls on a plugin, each with its
+default and what it must do, and the state genkit keeps on a generator (config, device,
+EMA, where it was loaded from). It has no user verbs: ``train``, ``sample``, ``save`` and
+friends live on :class:`genkit.api.Generator`, the class plugins actually subclass
+(through ``genkit.plugin.Generator``), so the engine, the sampler and the store depend on
+this contract alone.
 
 Nothing here imports torch at module level: listing plugins must stay light.
 """
@@ -18,12 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from genkit.config import build_config, replace_config
-from genkit.errors import ConfigError
+from genkit.devices import resolve_device
+from genkit.errors import CheckpointError, ConfigError
+from genkit.seeding import derive_seed
 
 if TYPE_CHECKING:
     import torch
 
-    from genkit.training import StepContext, TrainArgs, TrainReport
+    from genkit.train.args import TrainArgs
+    from genkit.train.context import StepContext
 
 
 @dataclasses.dataclass
@@ -31,8 +35,8 @@ class NoOptions:
     """Sampling options of a generator that takes none."""
 
 
-class Generator:
-    """Base class of every genkit generator.
+class GeneratorContract:
+    """What a generator family supplies, and the state genkit keeps on it.
 
     Class attributes a plugin sets:
 
@@ -43,10 +47,12 @@ class Generator:
     - ``module_names``: attributes holding the ``torch.nn.Module`` s that make up the model.
     - ``ema_modules``: those of ``module_names`` whose weights the engine averages (EMA).
     - ``default_data``: the data source ``train`` uses when none is given.
-    - ``train_defaults``: this family's defaults for :class:`genkit.training.TrainArgs`.
+    - ``train_defaults``: this family's defaults for :class:`genkit.train.args.TrainArgs`.
     - ``manual_optimization``: True when ``training_step`` steps its own optimizers
       through ``ctx.optimize(...)`` (a GAN's two optimizers); else the engine backpropagates
       the returned ``"loss"``.
+    - ``default_sample_batch_size``: samples per generation batch when the user gives
+      none (None: 64 for images, 16 for text).
     """
 
     Config: ClassVar[type]
@@ -58,6 +64,7 @@ class Generator:
     default_data: ClassVar[str | None] = None
     train_defaults: ClassVar[dict[str, Any]] = {}
     manual_optimization: ClassVar[bool] = False
+    default_sample_batch_size: ClassVar[int | None] = None
 
     #: registry name; set by :func:`genkit.create` / :func:`genkit.load`
     name: str = ""
@@ -71,12 +78,12 @@ class Generator:
             raise ConfigError(f"{self._label()}: config must be a {self.Config.__name__}")
         self.config = config
         self.training_summary: dict[str, Any] = {}
-        self.ema: Any = None  # set by the training engine: diffusers EMAModel per module
+        self.ema: dict[str, Any] | None = None  # set by the training engine: EMAModel per module
         self.source_dir: Path | None = None  # checkpoint this generator was loaded from
         self.init_seed = init_seed
-        import torch
-
-        from genkit.seeding import derive_seed
+        self._device: torch.device | None = None  # None: the CPU (see .to)
+        self._ema_swapped = False  # inside sampling_weights(): the EMA weights are in place
+        import torch  # lazy: the contract module is imported while listing plugins
 
         with torch.random.fork_rng(devices=[]):  # the same config and seed, the same weights
             torch.manual_seed(derive_seed("init", init_seed))
@@ -86,14 +93,14 @@ class Generator:
         return self.name or type(self).__name__
 
     @classmethod
-    def named(cls, name: str, *args: Any, **kwargs: Any) -> Generator:
+    def named(cls, name: str, *args: Any, **kwargs: Any) -> Any:
         """An instance that knows its registry ``name`` from the start (for its messages)."""
         generator = cls.__new__(cls)
         generator.name = name
         generator.__init__(*args, **kwargs)
         return generator
 
-    # ------------------------------------------------------------------ plugin parts
+    # ------------------------------------------------------------------ building
     def build(self) -> None:
         """Create the modules (as attributes named in ``module_names``) from ``self.config``."""
         raise NotImplementedError
@@ -102,6 +109,13 @@ class Generator:
         """The model's modules by name (those in ``module_names`` that exist)."""
         return {n: getattr(self, n) for n in self.module_names if getattr(self, n, None) is not None}
 
+    @property
+    def derived_config_keys(self) -> tuple[str, ...]:
+        """Config keys the plugin fills in from the data or a base model, not the user; a
+        resumed run may differ from its checkpoint in these. Default: none."""
+        return ()
+
+    # ------------------------------------------------------------------ training
     def make_dataset(self, data: Any, split: str) -> Any:
         """A ``torch.utils.data.Dataset`` for training from loaded ``data`` (see genkit.data)."""
         raise NotImplementedError
@@ -119,20 +133,28 @@ class Generator:
         raise NotImplementedError
 
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Validation figures on held-out ``data`` (called by the engine when data has a
-        validation split). Default: none."""
+        """Validation figures on held-out ``data``, run by the engine inside
+        :meth:`inference` when the data source has a held-out split. Default: none."""
         return {}
 
+    @classmethod
+    def evaluates_held_out(cls) -> bool:
+        """Whether this family overrides :meth:`evaluate` (the engine loads held-out data
+        only then)."""
+        return cls.evaluate is not GeneratorContract.evaluate
+
+    # ------------------------------------------------------------------ sampling
     def generate(self, seeds: list[int], conditions: list[dict[str, Any]], options: Any,
                  stream: Callable[[str], None] | None = None) -> list[Any]:
         """Draw one sample per seed, on ``self.device``, in one batch.
 
         ``seeds[i]`` is sample i's own seed: every random number sample i uses must come
-        from it (``torch.Generator(device).manual_seed(seeds[i])``), so a sample never
+        from it (``genkit.plugin.sample_generators(seeds, device)[i]``), so a sample never
         depends on the batch it was drawn in. ``conditions[i]`` holds its conditions
         (``{"label": 3}``, ``{"prompt": "..."}``); ``options`` is a ``SampleOptions``;
         ``stream``, when given, receives the text of the first sample as it is produced.
-        Returns PIL images (image modality) or strings (text modality).
+        genkit calls it inside :meth:`inference`. Returns PIL images (image modality) or
+        strings (text modality).
         """
         raise NotImplementedError
 
@@ -142,9 +164,15 @@ class Generator:
 
     def write_extras(self, options: Any, seed: int, out: Path | None) -> list[Path]:
         """Write side outputs that are not per-sample (a denoising trajectory, an
-        interpolation strip) as asked by ``options``; return the files written. Default: none."""
+        interpolation strip) as asked by ``options``; return the files written. genkit calls
+        it inside :meth:`inference`. Default: none."""
         return []
 
+    def options(self, values: Mapping[str, Any]) -> Any:
+        """A validated ``SampleOptions`` from ``values``."""
+        return build_config(self.SampleOptions, values, what=f"{self._label()} sampling option")
+
+    # ------------------------------------------------------------------ weights
     def save_weights(self, directory: Path) -> None:
         """Write the weights (safetensors) into ``directory``. Default: one
         ``<module>.safetensors`` per module. Plugins override for ecosystem layouts."""
@@ -154,95 +182,47 @@ class Generator:
             save_model(module, str(directory / f"{name}.safetensors"))
 
     def load_weights(self, directory: Path) -> None:
-        """Read the weights written by :meth:`save_weights` (never pickle)."""
+        """Read the weights written by :meth:`save_weights` onto ``self.device`` (never pickle)."""
         from safetensors.torch import load_model
 
         for name, module in self.modules().items():
-            path = directory / f"{name}.safetensors"
-            load_model(module, str(path), device=str(self.device))
+            load_model(module, str(directory / f"{name}.safetensors"), device=str(self.device))
 
     def weight_files(self, directory: Path) -> list[Path]:
-        """The weight files of a checkpoint, for validation and identity hashing."""
-        return sorted(p for p in directory.rglob("*.safetensors") if "training_state" not in p.parts)
+        """The weight files of a checkpoint, for validation and identity hashing (the store
+        leaves out its own training state). Default: every ``*.safetensors`` file."""
+        return sorted(directory.rglob("*.safetensors"))
 
-    # ------------------------------------------------------------------ user API
+    @classmethod
+    def from_foreign_dir(cls, path: Path, device: torch.device) -> GeneratorContract:
+        """A generator over a directory written without genkit (no ``genkit.json``), such
+        as a plain diffusers pipeline. Default: this family opens none."""
+        raise CheckpointError(f"{path} is not a genkit checkpoint (no genkit.json), and this "
+                              f"generator family cannot open other directories")
+
+    # ------------------------------------------------------------------ state
     @property
     def device(self) -> torch.device:
         import torch
 
-        return getattr(self, "_device", None) or torch.device("cpu")
+        return self._device or torch.device("cpu")
 
-    def to(self, device: Any) -> Generator:
-        """Move every module to ``device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, ...)."""
-        from genkit.devices import resolve_device
-
+    def to(self, device: Any) -> Any:
+        """Move every module (and the EMA weights) to ``device`` (``"auto"``, ``"cpu"``,
+        ``"cuda:1"``, ...); returns the generator."""
         self._device = resolve_device(device)
         for module in self.modules().values():
             module.to(self._device)
-        if self.ema is not None:
-            for ema in self.ema.values():
-                ema.to(self._device)
+        for ema in (self.ema or {}).values():
+            ema.to(self._device)
         return self
-
-    def train(self, data: Any = None, **kwargs: Any) -> TrainReport:
-        """Train under genkit's engine (see :class:`genkit.training.TrainArgs` for every
-        keyword: ``steps``, ``batch_size``, ``lr``, ``device``, ``precision``, ``seed``,
-        ``out``, ``resume``, ``checkpoint_every``, ...).
-
-        Args:
-            data: a data-source spec (``"digits"``, ``"folder:PATH"``, ``"text:PATH"``,
-                ``"pydoc"``, ``"hf:PATH"``) or already loaded data; None uses the
-                family's default source.
-
-        Returns:
-            A :class:`genkit.training.TrainReport` (steps, losses, time, checkpoint).
-        """
-        from genkit.training import train
-
-        return train(self, data, **kwargs)
-
-    def sample(self, n: int | None = None, seed: int = 0, batch_size: int | None = None,
-               **kwargs: Any) -> list[Any]:
-        """``n`` samples (PIL images or strings); sample i depends only on (seed, i).
-
-        Keywords are conditions (``label=3``, ``labels=[0, 1]``, ``prompt="..."``,
-        ``prompts=[...]``, ``per_condition=K``) or this generator's sampling options.
-        """
-        from genkit.sampling import iter_samples
-
-        return [s.output for s in iter_samples(self, n=n, seed=seed, batch_size=batch_size,
-                                               **kwargs)]
-
-    def iter_samples(self, n: int | None = None, seed: int = 0, batch_size: int | None = None,
-                     **kwargs: Any) -> Iterator[Any]:
-        """Like :meth:`sample`, but yields :class:`genkit.sampling.Sample` records one at a time."""
-        from genkit.sampling import iter_samples
-
-        return iter_samples(self, n=n, seed=seed, batch_size=batch_size, **kwargs)
-
-    def sample_to(self, out: str | Path, n: int | None = None, seed: int = 0,
-                  batch_size: int | None = None,
-                  **kwargs: Any) -> Any:
-        """Write ``n`` samples into folder ``out`` with a manifest; resumable (see genkit.sampling)."""
-        from genkit.sampling import sample_to
-
-        return sample_to(self, out, n=n, seed=seed, batch_size=batch_size, **kwargs)
-
-    def save(self, path: str | Path) -> Path:
-        """Write a checkpoint directory atomically (``genkit.json`` + safetensors weights)."""
-        from genkit.checkpoint import save_checkpoint
-
-        return save_checkpoint(self, Path(path))
-
-    def options(self, values: Mapping[str, Any]) -> Any:
-        """A validated ``SampleOptions`` from ``values``."""
-        return build_config(self.SampleOptions, values, what=f"{self._label()} sampling option")
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
-        """Context manager for running the networks outside training: eval mode,
-        ``torch.inference_mode`` and the EMA weights; the modules' train/eval state is
-        restored afterwards. Sampling runs inside it; plugin APIs (encode, decode) can too."""
+        """Run the networks outside training: eval mode, ``torch.inference_mode`` and the
+        EMA weights; the modules' train/eval state is restored afterwards. Sampling,
+        held-out evaluation and side outputs run inside it; plugin APIs (encode, decode)
+        can too."""
         import torch
 
         modules = self.modules()
@@ -256,11 +236,24 @@ class Generator:
             for n, m in modules.items():
                 m.train(was_training[n])
 
-    def sampling_weights(self) -> Any:
-        """Context manager: inside it the modules hold the EMA weights, when there are any."""
-        from genkit.training import ema_weights
-
-        return ema_weights(self)
+    @contextlib.contextmanager
+    def sampling_weights(self) -> Iterator[None]:
+        """Inside the block the EMA'd modules hold their EMA weights (no-op without EMA,
+        and reentrant)."""
+        if not self.ema or self._ema_swapped:
+            yield
+            return
+        modules = self.modules()
+        for name, ema in self.ema.items():
+            ema.store(modules[name].parameters())
+            ema.copy_to(modules[name].parameters())
+        self._ema_swapped = True
+        try:
+            yield
+        finally:
+            self._ema_swapped = False
+            for name, ema in self.ema.items():
+                ema.restore(modules[name].parameters())
 
     def num_parameters(self) -> int:
         return sum(p.numel() for m in self.modules().values() for p in m.parameters())

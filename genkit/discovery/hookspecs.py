@@ -1,8 +1,9 @@
-"""The plugin contract: the hooks a genkit plugin may implement.
+"""The plugin hooks: what a genkit plugin may register.
 
 Every hook receives a ``register`` callable and calls it once per thing it adds. Hooks
 only *describe* what a plugin offers (names and lazy ``"module:attr"`` paths): nothing
 heavy is imported until a command actually needs it, so listing plugins stays fast.
+genkit's own data sources register through these same hooks (:mod:`genkit.data.builtin`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 
 import pluggy
 
-hookspec = pluggy.HookspecMarker("genkit")
+PROJECT = "genkit"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec

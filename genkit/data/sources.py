@@ -1,6 +1,4 @@
-"""Data sources: where training and evaluation data come from.
-
-A source spec is ``scheme`` or ``scheme:argument``:
+"""genkit's built-in data sources (registered in :mod:`genkit.data.builtin`).
 
 - ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, labels 0-9).
 - ``folder:PATH``: a folder of images; sub-folders, when present, are the class labels.
@@ -8,97 +6,22 @@ A source spec is ``scheme`` or ``scheme:argument``:
 - ``pydoc``: the English text of Python's own ``pydoc_data.topics`` (ships with CPython).
 - ``hf:PATH``: a Hugging Face ``datasets`` folder (``save_to_disk``) or a parquet/arrow
   file; ``column=`` picks the column (needs the ``datasets`` extra).
-
-Every source has splits: ``train``, ``test`` (held out, fixed) and ``all``. Plugins add
-sources through the ``register_data_sources`` hook.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genkit.data.types import ImageData, TextData
 from genkit.errors import DataError
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
-SPLITS = ("train", "test", "all")
-_SPLIT_ALIASES = {"val": "test", "validation": "test", "valid": "test"}
-DATA_OPTIONS = ("column", "label_column", "size")  # --set keys meant for the data source
 HELD_OUT_FRACTION = 0.1  # text: the last 10% is held out
 DIGITS_TEST_FRACTION = 0.2
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-BUILTIN_SOURCES: dict[str, tuple[str, str, str]] = {
-    "digits": ("genkit.data:load_digits", "image",
-               "scikit-learn's 8x8 handwritten digits, 1,797 images with labels"),
-    "folder": ("genkit.data:load_folder", "image", "a folder of images (sub-folders = labels)"),
-    "text": ("genkit.data:load_text", "text", "a UTF-8 text file"),
-    "pydoc": ("genkit.data:load_pydoc", "text", "the English text of Python's pydoc topics"),
-    "hf": ("genkit.data:load_hf", "image", "a Hugging Face datasets folder or parquet file"),
-}
-
-
-@dataclasses.dataclass
-class ImageData:
-    """Images as uint8 ``(N, H, W, C)`` with optional integer labels."""
-
-    images: np.ndarray
-    labels: np.ndarray | None = None
-    num_classes: int = 0
-    class_names: list[str] | None = None
-    name: str = ""
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    modality = "image"
-
-
-@dataclasses.dataclass
-class TextData:
-    """A text corpus."""
-
-    text: str
-    name: str = ""
-
-    def __len__(self) -> int:
-        return len(self.text)
-
-    modality = "text"
-
-
-def parse_source(spec: str) -> tuple[str, str | None]:
-    scheme, sep, argument = spec.partition(":")
-    return scheme.strip(), (argument if sep else None)
-
-
-def normalise_split(split: str) -> str:
-    split = _SPLIT_ALIASES.get(split, split)
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    return split
-
-
-def load_data(source: Any, split: str = "train", **options: Any) -> ImageData | TextData:
-    """Load ``source`` (a spec string, or already-loaded data which is returned as is)."""
-    if isinstance(source, (ImageData, TextData)):
-        return source
-    if not isinstance(source, str) or not source.strip():
-        raise DataError("a data source is a string such as 'digits', 'folder:PATH', "
-                        "'text:PATH' or 'pydoc'")
-    from genkit.registry import get_registry
-
-    scheme, argument = parse_source(source)
-    spec = get_registry().data_source(scheme)
-    data = spec.load(argument, split=normalise_split(split), **options)
-    if len(data) == 0:
-        raise DataError(f"data source {source!r} ({split} split) is empty")
-    data.name = data.name or source
-    return data
 
 
 # ----------------------------------------------------------------------------- images
@@ -162,20 +85,6 @@ def load_folder(argument: str | None, split: str = "train", size: int | None = N
     label_array = np.asarray(labels, dtype=np.int64)[index] if class_names else None
     return ImageData(images[index], label_array, len(class_names), class_names or None,
                      f"folder:{argument}")
-
-
-def images_to_tensor(data: ImageData, size: int, channels: int) -> torch.Tensor:
-    """Images as float ``(N, channels, size, size)`` in [-1, 1], resized with antialiasing."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(data.images).permute(0, 3, 1, 2).float()  # (N, C, H, W) 0..255
-    if x.shape[1] != channels:
-        x = x.mean(1, keepdim=True) if channels == 1 else x[:, :1].expand(-1, channels, -1, -1)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
-    return (x / 127.5 - 1.0).clamp(-1.0, 1.0).contiguous()
 
 
 # ------------------------------------------------------------------------------- text

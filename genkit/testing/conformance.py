@@ -1,26 +1,10 @@
-"""genkit's conformance kit: test a generator plugin against the whole contract.
-
-A plugin author adds one test::
-
-    from genkit.testing import check_generator
-
-    def test_conformance():
-        check_generator("flow", config={"hidden": 16, "num_coupling": 2}, steps=5)
+"""The conformance check: run a generator plugin through the whole contract.
 
 :func:`check_generator` creates the generator on the CPU with a tiny config, trains a
 few steps, samples with seeds (sample i must be the same drawn alone or in a batch),
 saves, loads, samples again (equal), and checks that bad configs are rejected with
 :class:`genkit.plugin.ConfigError`. Any broken promise raises :class:`ConformanceError`
 with a message that says what to fix.
-
-This module is also a pytest plugin (entry point ``pytest11``), so installing genkit
-gives every test suite these fixtures:
-
-- ``genkit_registry``: an isolated, empty plugin registry (installed plugins are not
-  loaded); add plugins with ``genkit_registry.register_plugin(obj, name=...)``.
-- ``genkit_cli``: a :class:`CliRunner` that runs ``genkit`` commands in process.
-
-Importing this module is light (no torch): pytest loads it at start-up.
 """
 
 from __future__ import annotations
@@ -28,147 +12,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pluggy
-
-if TYPE_CHECKING:
-    import click.testing
-
-    from genkit.generator import Generator
-    from genkit.registry import Registry
-
-__all__ = [
-    "CliRunner",
-    "ConformanceError",
-    "ConformanceReport",
-    "check_generator",
-    "isolated_registry",
-    "run_genkit",
-]
-
-_hookimpl = pluggy.HookimplMarker("genkit")  # the same marker as genkit.plugin.hookimpl
+from genkit.api import Generator, create, load
+from genkit.config import config_to_dict, field_types
+from genkit.discovery.registry import get_registry
+from genkit.errors import ConfigError
+from genkit.testing.harness import ConformanceError, SingleClassPlugin, isolated_registry
 
 #: file suffixes of pickle-based weight formats, which a checkpoint must never hold
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-class ConformanceError(AssertionError):
-    """A generator broke a promise of the plugin contract (the message says which)."""
-
-
 def _fail(name: str, message: str) -> ConformanceError:
     return ConformanceError(f"generator {name!r}: {message}")
-
-
-# ------------------------------------------------------------------------- registries
-@contextlib.contextmanager
-def isolated_registry(*plugins: Any, discover: bool = False) -> Iterator[Registry]:
-    """A fresh registry installed as the process-wide one for the ``with`` block.
-
-    Installed plugins are not loaded unless ``discover=True`` (entry-point autoload is
-    off), so a test sees exactly the plugins it registers. ``plugins`` are plugin objects
-    or modules (``(name, plugin)`` pairs name them explicitly).
-
-    Example::
-
-        with isolated_registry(MyPlugin()) as registry:
-            assert "mine" in registry.generator_names()
-    """
-    from genkit.registry import Registry, use_registry
-
-    registry = Registry.discover() if discover else Registry()
-    for plugin in plugins:
-        name, obj = plugin if isinstance(plugin, tuple) else (None, plugin)
-        info = registry.register_plugin(obj, name=name)
-        if not info.ok:
-            raise ConformanceError(f"plugin {info.name!r} did not register: {info.status}")
-    with use_registry(registry):
-        yield registry
-
-
-class _ClassPlugin:
-    """A plugin offering one generator class under ``name`` (for check_generator(cls))."""
-
-    def __init__(self, name: str, cls: type) -> None:
-        self.name, self.cls = name, cls
-
-    @_hookimpl
-    def register_generators(self, register: Any) -> None:
-        register(self.name, target=f"{self.cls.__module__}:{self.cls.__qualname__}",
-                 modality=getattr(self.cls, "modality", "image"), summary="under test")
-
-
-# ----------------------------------------------------------------------------- the CLI
-class CliRunner:
-    """Run ``genkit`` commands in this process (click's ``CliRunner`` over ``genkit.cli``).
-
-    Commands see the current process-wide registry, so inside :func:`isolated_registry`
-    (or with the ``genkit_registry`` fixture) they see only the plugins a test
-    registered. Plugin commands are added to a copy of the command group, never to the
-    real one.
-    """
-
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self.env = dict(env or {})
-
-    def invoke(self, args: Sequence[str], input: str | None = None,
-               env: Mapping[str, str] | None = None,
-               catch_exceptions: bool = True) -> click.testing.Result:
-        """Run ``genkit ARGS``; returns click's ``Result`` (``exit_code``, ``stdout``,
-        ``stderr``, ``output``)."""
-        import click.testing
-
-        from genkit.cli import cli
-        from genkit.registry import get_registry
-
-        group = _copy_group(cli)
-        get_registry().add_commands(group)
-        runner = click.testing.CliRunner()
-        return runner.invoke(group, list(args), input=input, env={**self.env, **(env or {})},
-                             catch_exceptions=catch_exceptions, prog_name="genkit")
-
-
-def _copy_group(group: Any) -> Any:
-    import copy
-
-    clone = copy.copy(group)
-    clone.commands = dict(group.commands)
-    return clone
-
-
-def run_genkit(*args: str, env: Mapping[str, str] | None = None,
-               python_path: Sequence[str | Path] = (), timeout: float = 300,
-               python_flags: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m genkit ARGS`` in a fresh process (real entry-point discovery).
-
-    Args:
-        args: the command line after ``genkit``.
-        env: variables added to this process's environment (``GENKIT_LOAD_PLUGINS``, ...).
-        python_path: folders put in front of ``PYTHONPATH`` (for example a folder holding
-            a ``*.dist-info`` directory: a plugin installed without pip).
-        timeout: seconds before the process is killed.
-        python_flags: interpreter flags such as ``("-X", "importtime")``.
-
-    Returns:
-        The finished process, with ``returncode``, ``stdout`` and ``stderr`` as text.
-    """
-    full_env = {**os.environ, **(env or {})}
-    paths = [str(p) for p in python_path]
-    if full_env.get("PYTHONPATH"):
-        paths.append(full_env["PYTHONPATH"])
-    if paths:
-        full_env["PYTHONPATH"] = os.pathsep.join(paths)
-    cmd = [sys.executable, *python_flags, "-m", "genkit", *args]
-    return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
 
 
 # -------------------------------------------------------------------------- conformance
@@ -231,7 +92,7 @@ def check_generator(name_or_class: str | type, config: Mapping[str, Any] | None 
                                    "level, so genkit can import it by its 'module:Class' path")
         target_name = name or "under-test"
         registry_cm = isolated_registry((f"conformance-{target_name}",
-                                         _ClassPlugin(target_name, name_or_class)))
+                                         SingleClassPlugin(target_name, name_or_class)))
     import torch
 
     # the caller's global RNG is left as it was (training and sampling reseed it)
@@ -290,8 +151,6 @@ class _Checker:
 
     # ------------------------------------------------------------------ the class
     def check_class(self) -> type:
-        from genkit.generator import Generator
-        from genkit.registry import get_registry
 
         spec = get_registry().generator(self.name)
         cls = spec.load_class()
@@ -314,9 +173,8 @@ class _Checker:
         return cls
 
     def check_create(self) -> Generator:
-        import genkit
 
-        generator = genkit.create(self.name, **self.config)
+        generator = create(self.name, **self.config)
         if generator.name != self.name:
             raise _fail(self.name, f"genkit.create gave a generator named {generator.name!r}")
         modules = generator.modules()
@@ -332,7 +190,6 @@ class _Checker:
     # ------------------------------------------------------------------ config
     def check_bad_configs(self, cls: type, bad_configs: list[dict[str, Any]],
                           probe: bool) -> None:
-        from genkit.config import field_types
 
         types = field_types(cls.Config)
         self._expect_config_error({"no_such_key_for_conformance": 1}, "an unknown key")
@@ -346,11 +203,9 @@ class _Checker:
         self._passed("config: unknown key, wrong type and bad values rejected with ConfigError")
 
     def _expect_config_error(self, values: dict[str, Any], what: str) -> None:
-        import genkit
-        from genkit.errors import ConfigError
 
         try:
-            genkit.create(self.name, **{**self.config, **values})
+            create(self.name, **{**self.config, **values})
         except ConfigError:
             return
         except Exception as exc:
@@ -361,14 +216,12 @@ class _Checker:
                     "with genkit.plugin.check(...)")
 
     def _probe_numbers(self, types: dict[str, Any]) -> None:
-        import genkit
-        from genkit.errors import ConfigError
 
         for key, tp in types.items():
             if tp not in (int, float):
                 continue
             try:
-                genkit.create(self.name, **{**self.config, key: tp(-1)})
+                create(self.name, **{**self.config, key: tp(-1)})
             except ConfigError:
                 continue
             except Exception as exc:
@@ -449,13 +302,11 @@ class _Checker:
 
     # ------------------------------------------------------------------ checkpoints
     def check_save_load(self, generator: Generator, samples: list[Any]) -> None:
-        import genkit
-        from genkit.config import config_to_dict
 
         path = generator.save(self.work / "saved")
         _check_checkpoint_files(self.name, Path(path))
         for source in (Path(path), self.work / "run"):
-            loaded = genkit.load(source, device=self.device)
+            loaded = load(source, device=self.device)
             if loaded.name != self.name or type(loaded) is not type(generator):
                 raise _fail(self.name, f"{source} loaded as {type(loaded).__name__} "
                             f"{loaded.name!r}")
@@ -511,22 +362,3 @@ def _same(a: Any, b: Any) -> bool:
     import numpy as np
 
     return a.size == b.size and a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b))
-
-
-# ---------------------------------------------------------------------- pytest plugin
-# The fixtures exist when pytest is running (it loads this module through the ``pytest11``
-# entry point); a plain script that imports the kit does not pay for importing pytest.
-if "pytest" in sys.modules:
-    import pytest
-
-    @pytest.fixture
-    def genkit_registry() -> Iterator[Registry]:
-        """An empty, isolated genkit registry (installed plugins are not loaded), made the
-        process-wide one for the test; register plugins with ``.register_plugin``."""
-        with isolated_registry() as registry:
-            yield registry
-
-    @pytest.fixture
-    def genkit_cli() -> CliRunner:
-        """Runs ``genkit`` commands in process: ``genkit_cli.invoke(["plugins", "--json"])``."""
-        return CliRunner()

@@ -22,17 +22,17 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from genkit.errors import CheckpointError, PluginError
-
-if TYPE_CHECKING:
-    from genkit.generator import Generator
+from genkit.config import config_from_dict, config_to_dict
+from genkit.contract import GeneratorContract
+from genkit.devices import resolve_device
+from genkit.discovery.registry import get_registry
+from genkit.errors import CheckpointError, PluginError, TrainingError
+from genkit.fs import atomic_directory, atomic_write_text, sha256_file
+from genkit.store.modelcard import write_model_card
+from genkit.version import __version__
 
 MANIFEST = "genkit.json"
 FORMAT = "genkit-checkpoint"
@@ -43,79 +43,10 @@ FINAL_MODEL = "model"
 STEP_PREFIX = "step-"
 
 
-# ------------------------------------------------------------------------ atomic writes
-@contextlib.contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it replaces ``path`` in one rename.
-
-    On any error the temporary directory is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        _fsync_tree(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _fsync_tree(root: Path) -> None:
-    """Flush every file to disk and give it the usual permissions (safetensors writes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for file in root.rglob("*"):
-        if file.is_file():
-            os.chmod(file, 0o666 & ~umask)
-            with open(file, "rb") as fh:
-                os.fsync(fh.fileno())
-        elif file.is_dir():
-            os.chmod(file, 0o777 & ~umask)
-    os.chmod(root, 0o777 & ~umask)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 # ----------------------------------------------------------------------------- saving
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     """Versions of genkit and the libraries it stands on (those already imported)."""
     from importlib import metadata
-
-    from genkit import __version__
 
     versions = {"genkit": __version__}
     for dist in ("torch", "diffusers", "transformers", "accelerate", "safetensors", "tokenizers"):
@@ -141,18 +72,17 @@ def cast_weights(directory: Path, dtype: str) -> None:
         save_file(tensors, str(file), metadata=metadata)
 
 
-def write_manifest(directory: Path, generator: Generator, training: dict[str, Any] | None,
+def write_manifest(directory: Path, generator: GeneratorContract, training: dict[str, Any] | None,
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``genkit.json`` (and the model card) for the weights already in ``directory``."""
-    from genkit.config import config_to_dict
-    from genkit.registry import get_registry
-
     plugin: dict[str, Any] = {"name": None, "distribution": None, "version": None}
     with contextlib.suppress(PluginError):
         spec = get_registry().generator(generator.name)
         plugin = {"name": spec.plugin, "distribution": spec.distribution, "version": spec.version}
     weights = {}
     for file in generator.weight_files(directory):
+        if TRAINING_STATE in file.relative_to(directory).parts:
+            continue
         rel = file.relative_to(directory).as_posix()
         weights[rel] = {"bytes": file.stat().st_size, "sha256": sha256_file(file)}
     manifest = {
@@ -169,13 +99,11 @@ def write_manifest(directory: Path, generator: Generator, training: dict[str, An
         **(extra or {}),
     }
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-    from genkit.modelcard import write_model_card
-
     write_model_card(directory, manifest)
     return manifest
 
 
-def save_checkpoint(generator: Generator, path: Path, weights_dtype: str | None = None,
+def save_checkpoint(generator: GeneratorContract, path: Path, weights_dtype: str | None = None,
                     training: dict[str, Any] | None = None,
                     write_extra: Any = None) -> Path:
     """Write ``generator`` as a checkpoint directory at ``path`` atomically.
@@ -217,6 +145,15 @@ def step_checkpoints(run_dir: Path) -> list[Path]:
     steps = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX)
              and (p / MANIFEST).is_file()]
     return sorted(steps, key=lambda p: p.name)
+
+
+def resume_point(run_dir: Path) -> Path:
+    """The newest complete training checkpoint of a run: where ``--resume`` continues."""
+    steps = step_checkpoints(run_dir)
+    if not steps:
+        raise TrainingError(f"--resume: {run_dir} holds no training checkpoint to "
+                            "resume from; drop --resume to start a new run")
+    return steps[-1]
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
@@ -282,8 +219,22 @@ def checkpoint_identity(directory: Path) -> str:
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def generator_identity(generator: GeneratorContract) -> str:
+    """A short hash of the model: the checkpoint's identity, or config + weights in memory."""
+    source = generator.source_dir
+    if source is not None and (Path(source) / MANIFEST).is_file():
+        return checkpoint_identity(source)
+    digest = hashlib.sha256(json.dumps(config_to_dict(generator.config), sort_keys=True).encode())
+    with generator.sampling_weights():
+        for name, module in sorted(generator.modules().items()):
+            for key, tensor in sorted(module.state_dict().items()):
+                digest.update(f"{name}.{key}".encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_checkpoint(path: str | Path, device: Any = "auto",
-                    plugin: str | None = None) -> Generator:
+                    plugin: str | None = None) -> GeneratorContract:
     """Load a checkpoint (or run directory) onto ``device``.
 
     Args:
@@ -292,20 +243,11 @@ def load_checkpoint(path: str | Path, device: Any = "auto",
         device: ``auto``, ``cpu``, ``cuda:N``, ...
         plugin: the generator name to use when the directory has no ``genkit.json``.
     """
-    from genkit.config import config_from_dict
-    from genkit.devices import resolve_device
-    from genkit.registry import get_registry
-
     raw = Path(path).expanduser()
     torch_device = resolve_device(device)
     if plugin and raw.is_dir() and not (raw / MANIFEST).is_file() \
             and not (raw / FINAL_MODEL).is_dir() and not (raw / CHECKPOINTS).is_dir():
-        cls = get_registry().generator(plugin).load_class()
-        opener = getattr(cls, "from_foreign_dir", None)
-        if opener is None:
-            raise CheckpointError(f"{raw} is not a genkit checkpoint (no {MANIFEST}), and plugin "
-                                  f"{plugin!r} cannot open other directories")
-        generator = opener(raw, torch_device)
+        generator = get_registry().generator(plugin).load_class().from_foreign_dir(raw, torch_device)
         generator.name = generator.name or plugin
         generator.source_dir = raw
         return generator
@@ -320,16 +262,16 @@ def load_checkpoint(path: str | Path, device: Any = "auto",
     generator = cls.named(name, config)
     generator.training_summary = manifest.get("training", {})
     generator.source_dir = directory
-    generator._device = torch_device
+    generator.to(torch_device)
     try:
         generator.load_weights(directory)
     except CheckpointError:
         raise
     except Exception as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
         raise CheckpointError(f"cannot read the weights of {directory}: "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                              ) from exc
-    generator.to(torch_device)
+                              f"{type(exc).__name__}: {first_line}") from exc
+    generator.to(torch_device)  # what load_weights built (a tokenizer's model) too
     for module in generator.modules().values():
         module.eval()
     return generator

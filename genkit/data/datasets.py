@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
+from genkit.data.types import ImageData
+from genkit.errors import ConfigError, DataError
+from genkit.imaging import uint8_to_tensor
+
 
 class TensorDictDataset(Dataset):
     """Named tensors of equal length; item i is ``{name: tensor[i]}``.
@@ -41,14 +45,11 @@ def image_dataset(data: object, size: int, channels: int, num_classes: int,
     checks every image family needs (images at all; labels for a conditional model).
 
     Args:
-        data: loaded data (``genkit.data.ImageData``).
+        data: loaded data (:class:`genkit.data.types.ImageData`).
         size, channels: the model's image format (images are resized and converted).
         num_classes: > 0 for a class-conditional model (labels required), else 0.
         family: the generator's name, for messages.
     """
-    from genkit.data import ImageData, images_to_tensor
-    from genkit.errors import ConfigError, DataError
-
     if not isinstance(data, ImageData):
         raise DataError(f"{family} trains on images; use an image source such as 'digits' "
                         "or 'folder:PATH'")
@@ -56,7 +57,7 @@ def image_dataset(data: object, size: int, channels: int, num_classes: int,
     if not num_classes:
         return TensorDictDataset(image=images)
     if data.labels is None:
-        raise DataError(f"num_classes={num_classes} needs labelled images; this data has none "
+        raise DataError(f"num_classes={num_classes} needs labelled data; this data has none "
                         "(use sub-folders as classes, or --set num_classes=0)")
     found = max(data.num_classes, int(data.labels.max()) + 1)
     if found > num_classes:
@@ -65,12 +66,6 @@ def image_dataset(data: object, size: int, channels: int, num_classes: int,
     return TensorDictDataset(image=images, label=torch.as_tensor(data.labels, dtype=torch.long))
 
 
-def tensor_to_images(images: torch.Tensor) -> list:
-    """``(B, C, S, S)`` in [-1, 1] → PIL images (mode ``L`` for 1 channel, ``RGB`` for 3)."""
-    from PIL import Image
-
-    pixels = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()  # (B, S, S, C)
-    if pixels.shape[-1] == 1:
-        return [Image.fromarray(p[..., 0], mode="L") for p in pixels]
-    return [Image.fromarray(p, mode="RGB") for p in pixels]
+def images_to_tensor(data: ImageData, size: int, channels: int) -> torch.Tensor:
+    """Images as float ``(N, channels, size, size)`` in [-1, 1], resized with antialiasing."""
+    return uint8_to_tensor(data.images, size, channels)

@@ -1,9 +1,4 @@
-"""Batch generation for every plugin: per-sample seeds, batching, sharding, writers, resume.
-
-Sample i of a run is drawn from randomness seeded by (seed, i) alone, so it is the same
-whatever the batch size (up to floating-point batch effects), resume point or number of
-processes. Batches are aligned to multiples of the batch size, so with the same batch
-size a resumed or sharded run is byte-identical to a single uninterrupted one.
+"""Writing samples to a folder: atomic files, a manifest, resume, shards.
 
 An output directory holds one file per sample (``000042.png``), ``manifest.jsonl`` (one
 JSON line per finished sample: index, seed, file, conditions, checkpoint identity) and
@@ -16,63 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
-import math
 import os
 import shutil
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from genkit.checkpoint import atomic_write_bytes, atomic_write_text, checkpoint_identity
 from genkit.config import config_to_dict
+from genkit.contract import GeneratorContract
 from genkit.errors import ConfigError, SamplingError
-from genkit.seeding import sample_seed
-
-if TYPE_CHECKING:
-    from PIL import Image
-
-    from genkit.generator import Generator
+from genkit.fs import atomic_write_bytes, atomic_write_text
+from genkit.imaging import save_grid
+from genkit.sample.plan import (
+    Sample,
+    SamplePlan,
+    generate_batches,
+    plan_samples,
+    resolve_batch_size,
+)
+from genkit.store.checkpoint import generator_identity
 
 IMAGE_FORMATS = ("png", "npy")
 TEXT_FORMATS = ("jsonl", "txt")
 RUN_FILE = "run.json"
 MANIFEST = "manifest.jsonl"
 TEXT_FILE = "samples.jsonl"
-CONDITION_KEYS = ("label", "labels", "labels_file", "prompt", "prompts", "prompts_file",
-                  "per_condition")
-
-
-@dataclasses.dataclass
-class Sample:
-    """One generated sample and where it came from."""
-
-    index: int
-    seed: int
-    conditions: dict[str, Any]
-    output: Any  # PIL.Image.Image or str
-
-
-@dataclasses.dataclass
-class SamplePlan:
-    """How many samples, each one's conditions, and the validated sampling options."""
-
-    n: int
-    conditions: list[dict[str, Any]]  # cycled over, or blocks of ``per_condition``
-    per_condition: int | None
-    options: Any
-
-    def condition(self, index: int) -> dict[str, Any]:
-        if not self.conditions:
-            return {}
-        if self.per_condition:
-            return dict(self.conditions[index // self.per_condition])
-        return dict(self.conditions[index % len(self.conditions)])
 
 
 @dataclasses.dataclass
@@ -91,139 +56,6 @@ class SampleReport:
                 f"{self.seconds:.1f} s ({self.samples_per_second:.1f} samples/s) -> {self.out}")
 
 
-# ---------------------------------------------------------------------------- planning
-def _read_lines(path: str, what: str) -> list[str]:
-    try:
-        lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
-    except OSError as exc:
-        raise SamplingError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
-    lines = [line for line in lines if line]
-    if not lines:
-        raise SamplingError(f"{what} file {path} is empty")
-    return lines
-
-
-def _as_labels(values: Iterable[Any]) -> list[int]:
-    labels = []
-    for v in values:
-        try:
-            labels.append(int(str(v).strip()))
-        except ValueError:
-            raise SamplingError(f"labels must be integers, got {v!r}") from None
-    return labels
-
-
-def plan_samples(generator: Generator, n: int | None, kwargs: dict[str, Any]) -> SamplePlan:
-    """Split keyword arguments into conditions and options, and check both."""
-    conds = {k: kwargs.pop(k) for k in CONDITION_KEYS if kwargs.get(k) is not None}
-    for k in CONDITION_KEYS:
-        kwargs.pop(k, None)
-    per_condition = conds.pop("per_condition", None)
-    labels: list[int] = []
-    if "label" in conds:
-        labels = _as_labels([conds["label"]])
-    if "labels" in conds:
-        raw = conds["labels"]
-        labels += _as_labels(raw.split(",") if isinstance(raw, str) else raw)
-    if "labels_file" in conds:
-        labels += _as_labels(_read_lines(conds["labels_file"], "labels"))
-    prompts: list[str] = []
-    if "prompt" in conds:
-        prompts = [str(conds["prompt"])]
-    if "prompts" in conds:
-        prompts += list(conds["prompts"])
-    if "prompts_file" in conds:
-        prompts += _read_lines(conds["prompts_file"], "prompts")
-    accepted = generator.accepted_conditions()
-    for key, values in (("label", labels), ("prompt", prompts)):
-        if values and key not in accepted:
-            takes = ", ".join(accepted) or "no conditions"
-            hint = " (train it with --set num_classes=N to condition on labels)" if key == "label" else ""
-            raise SamplingError(f"generator {generator.name!r} does not take a {key}; "
-                                f"it takes: {takes}{hint}")
-    num_classes = getattr(generator.config, "num_classes", None)
-    for label in labels:
-        if num_classes and not 0 <= label < num_classes:
-            raise SamplingError(f"label {label} is out of range: this model has {num_classes} "
-                                f"classes (0 to {num_classes - 1})")
-    if labels and prompts:
-        conditions = [{"label": lab, "prompt": p} for lab in labels for p in prompts]
-    else:
-        conditions = [{"label": lab} for lab in labels] or [{"prompt": p} for p in prompts]
-    if per_condition is not None:
-        per_condition = int(per_condition)
-        if per_condition < 1:
-            raise SamplingError("--per-condition must be at least 1")
-        if not conditions:
-            raise SamplingError("--per-condition needs --labels or --prompts")
-        total = per_condition * len(conditions)
-        if n is not None and n != total:
-            raise SamplingError(f"-n {n} disagrees with --per-condition {per_condition} x "
-                                f"{len(conditions)} conditions = {total}; give only one of them")
-        n = total
-    n = 1 if n is None else int(n)
-    if n < 1:
-        raise SamplingError(f"-n must be at least 1, got {n}")
-    options = generator.options(kwargs)
-    return SamplePlan(n, conditions, per_condition, options)
-
-
-def _default_batch_size(generator: Generator) -> int:
-    return int(getattr(generator, "default_sample_batch_size", 0) or
-               (64 if generator.modality == "image" else 16))
-
-
-def aligned_batches(indices: Iterable[int], batch_size: int) -> Iterator[list[int]]:
-    """Group sorted indices by ``index // batch_size``: batches line up with those of a
-    full run whatever was skipped, which keeps resumed runs byte-identical."""
-    batch: list[int] = []
-    current = None
-    for i in indices:
-        if batch and (i // batch_size != current):
-            yield batch
-            batch = []
-        current = i // batch_size
-        batch.append(i)
-    if batch:
-        yield batch
-
-
-def generate_batches(generator: Generator, plan: SamplePlan, seed: int, batch_size: int,
-                     indices: Iterable[int], stream: Callable[[str], None] | None = None,
-                     ) -> Iterator[list[Sample]]:
-    """Yield lists of samples, one per aligned batch of ``indices``."""
-    with generator.inference():
-        for batch in aligned_batches(indices, batch_size):
-            seeds = [sample_seed(seed, i) for i in batch]
-            conditions = [plan.condition(i) for i in batch]
-            outputs = generator.generate(seeds, conditions, plan.options,
-                                         stream=stream if batch[0] == 0 else None)
-            if len(outputs) != len(batch):
-                raise SamplingError(f"generator {generator.name!r} returned {len(outputs)} "
-                                    f"samples for a batch of {len(batch)}")
-            yield [Sample(i, s, c, o) for i, s, c, o in zip(batch, seeds, conditions, outputs)]
-
-
-def write_extras(generator: Generator, options: Any, seed: int, out: Path | None) -> list[Path]:
-    """Run the generator's side outputs (trajectory, interpolation strip) in sampling mode:
-    eval mode, inference mode and EMA weights, as for the samples themselves."""
-    with generator.inference():
-        return list(generator.write_extras(options, seed, out))
-
-
-def iter_samples(generator: Generator, n: int | None = None, seed: int = 0,
-                 batch_size: int | None = None, stream: Callable[[str], None] | None = None,
-                 **kwargs: Any) -> Iterator[Sample]:
-    """Yield ``n`` samples in index order (the iterator form of batch generation)."""
-    plan = plan_samples(generator, n, kwargs)
-    batch_size = _default_batch_size(generator) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise SamplingError(f"--batch-size must be at least 1, got {batch_size}")
-    for samples in generate_batches(generator, plan, seed, batch_size, range(plan.n), stream):
-        yield from samples
-
-
-# ----------------------------------------------------------------------------- writers
 def encode_sample(output: Any, fmt: str) -> bytes:
     """The bytes of one sample file in ``fmt`` (png, npy, txt)."""
     if fmt == "png":
@@ -239,57 +71,6 @@ def encode_sample(output: Any, fmt: str) -> bytes:
     if fmt == "txt":
         return str(output).encode("utf-8")
     raise ConfigError(f"unknown format {fmt!r}")
-
-
-def make_grid(images: Sequence[Image.Image], columns: int | None = None,
-              padding: int = 2) -> Image.Image:
-    """A contact sheet of ``images`` (all the size of the first one)."""
-    from PIL import Image
-
-    if not images:
-        raise SamplingError("no images to put in a grid")
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    w, h = images[0].size
-    mode = "RGB" if any(im.mode != "L" for im in images) else "L"
-    sheet = Image.new(mode, (columns * (w + padding) + padding, rows * (h + padding) + padding),
-                      color=0)
-    for k, im in enumerate(images):
-        r, c = divmod(k, columns)
-        sheet.paste(im.convert(mode), (padding + c * (w + padding), padding + r * (h + padding)))
-    return sheet
-
-
-def save_grid(images: Sequence[Image.Image], path: str | Path, scale: int | None = None) -> Path:
-    """Write a grid PNG atomically, upscaled (nearest) so small images stay visible."""
-    from PIL import Image
-
-    grid = make_grid(images)
-    if scale is None:
-        scale = max(1, 256 // max(1, images[0].size[0] * math.ceil(math.sqrt(len(images)))))
-    if scale > 1:
-        grid = grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    grid.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
-# ------------------------------------------------------------------------ identity/run
-def generator_identity(generator: Generator) -> str:
-    """A short hash of the model: the checkpoint's identity, or config + weights in memory."""
-    source = generator.source_dir
-    if source is not None and (Path(source) / "genkit.json").is_file():
-        return checkpoint_identity(source)
-    digest = hashlib.sha256(json.dumps(config_to_dict(generator.config), sort_keys=True).encode())
-    with generator.sampling_weights():
-        for name, module in sorted(generator.modules().items()):
-            for key, tensor in sorted(module.state_dict().items()):
-                digest.update(f"{name}.{key}".encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int]:
@@ -346,7 +127,7 @@ def merge_manifests(out: Path) -> int:
     return len(records)
 
 
-def _run_description(generator: Generator, plan: SamplePlan, seed: int, fmt: str) -> dict[str, Any]:
+def _run_description(generator: GeneratorContract, plan: SamplePlan, seed: int, fmt: str) -> dict[str, Any]:
     return {
         "generator": generator.name,
         "checkpoint": generator_identity(generator),
@@ -398,7 +179,7 @@ def _shard_indices(n: int, batch_size: int, shard: tuple[int, int], done: set[in
     return [j for j in range(n) if (j // batch_size) % k == i and j not in done]
 
 
-def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed: int = 0,
+def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = None, seed: int = 0,
               batch_size: int | None = None, format: str | None = None,
               grid: str | Path | None = None, overwrite: bool = False,
               shard: str | tuple[int, int] | None = None, progress: bool = True,
@@ -426,9 +207,7 @@ def sample_to(generator: Generator, out: str | Path, n: int | None = None, seed:
     if fmt not in allowed:
         raise SamplingError(f"--format {fmt} does not fit {generator.modality} samples; "
                             f"use one of {', '.join(allowed)}")
-    batch_size = _default_batch_size(generator) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise SamplingError(f"--batch-size must be at least 1, got {batch_size}")
+    batch_size = resolve_batch_size(generator, batch_size)
     plan = plan_samples(generator, n, dict(kwargs))
     shard_ = parse_shard(shard)
     _prepare_out(out, clean=shard_[1] == 1)
@@ -536,24 +315,3 @@ def _write_grid_from_files(out: Path, grid: str | Path, fmt: str, limit: int = 6
             images.append(Image.fromarray(np.load(path, allow_pickle=False)))
     if images:
         save_grid(images, grid)
-
-
-# ------------------------------------------------------------------------ multi-process
-def run_sharded(argv: list[str], processes: int, out: Path, env: dict[str, str] | None = None) -> None:
-    """Run ``genkit sample`` as ``processes`` shards (one process each), then merge."""
-    import torch
-
-    procs = []
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    for rank in range(processes):
-        child_env = {**os.environ, **(env or {})}
-        child_env.pop("WORLD_SIZE", None)
-        if gpus > 1:
-            child_env["CUDA_VISIBLE_DEVICES"] = str(rank % gpus)
-        cmd = [sys.executable, "-m", "genkit", "sample", *argv, "--shard", f"{rank}/{processes}"]
-        procs.append(subprocess.Popen(cmd, env=child_env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SamplingError(f"{sum(1 for c in codes if c)} of {processes} sampling processes "
-                            "failed (see above); rerun the same command to finish the missing samples")
-    merge_manifests(out)

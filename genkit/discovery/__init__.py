@@ -1,0 +1,1 @@
+"""Plugin discovery: the hooks plugins implement and the registry that collects them."""

@@ -1,0 +1,1 @@
+"""Sampling: planning and drawing samples by seed, and writing them to folders."""

@@ -1,0 +1,1 @@
+"""Storage: checkpoint directories, their model cards and training state."""

@@ -1,0 +1,96 @@
+"""Training settings and what a run reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from genkit.config import build_config, check
+from genkit.contract import GeneratorContract
+from genkit.devices import PRECISIONS
+
+LR_SCHEDULES = ("constant", "linear", "cosine")
+TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
+
+
+@dataclasses.dataclass
+class TrainArgs:
+    """Every training setting; plugins change the defaults through ``train_defaults``."""
+
+    steps: int = 1000
+    epochs: int | None = None  # when set, overrides steps: whole passes over the data
+    batch_size: int = 64  # global batch of one micro-step, split across processes
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    device: str = "auto"
+    precision: str = "no"  # no | fp16 | bf16 (accelerate mixed precision)
+    seed: int = 0
+    out: str | None = None
+    resume: bool = False
+    checkpoint_every: int | None = None
+    keep: int | None = None  # training checkpoints to keep on disk (None: all)
+    grad_accum: int = 1
+    clip_grad: float | None = None
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    ema_decay: float | None = None  # None/0: no EMA
+    ema_warmup: bool = True
+    num_workers: int = 0
+    log_every: int = 50
+    sample_every: int | None = None  # image grid to TensorBoard every N steps
+    eval_every: int | None = None
+    log_with: str = "tensorboard"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.steps > 0, f"--steps must be at least 1, got {self.steps}")
+        check(self.epochs is None or self.epochs > 0, "--epochs must be at least 1")
+        check(self.batch_size > 0, f"--batch-size must be at least 1, got {self.batch_size}")
+        check(self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}")
+        check(self.grad_accum >= 1, "grad_accum must be at least 1")
+        check(self.clip_grad is None or self.clip_grad > 0, "clip_grad must be positive")
+        check(self.warmup_steps >= 0, "warmup_steps must be >= 0")
+        check(self.lr_schedule in LR_SCHEDULES,
+              f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        check(self.ema_decay is None or 0 <= self.ema_decay < 1, "ema_decay must be in [0, 1)")
+        check(self.checkpoint_every is None or self.checkpoint_every > 0,
+              "--checkpoint-every must be at least 1")
+        check(self.keep is None or self.keep > 0, "--keep must be at least 1")
+        check(self.log_every > 0, "--log-every must be at least 1")
+        check(self.num_workers >= 0, "num_workers must be >= 0")
+        check(self.log_with in TRACKERS,
+              f"--log-with must be one of {', '.join(TRACKERS)}, got {self.log_with!r}")
+        check(self.precision in PRECISIONS,
+              f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check(not self.resume or self.out, "--resume needs --out (the run directory to resume)")
+
+
+@dataclasses.dataclass
+class TrainReport:
+    """What a training run did."""
+
+    steps: int
+    start_step: int
+    first_loss: float | None
+    final_loss: float | None
+    seconds: float
+    steps_per_second: float
+    out: str | None
+    checkpoint: str | None
+    history: list[dict[str, float]]
+    eval: dict[str, float]
+    interrupted: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def resolve_args(generator: GeneratorContract, kwargs: Mapping[str, Any]) -> TrainArgs:
+    """TrainArgs from engine defaults < the family's ``train_defaults`` < the caller's."""
+    values = {**generator.train_defaults,
+              **{k: v for k, v in kwargs.items() if v is not None}}
+    if values.get("out") is not None:
+        values["out"] = str(values["out"])
+    return build_config(TrainArgs, values, what="training option")

@@ -1,0 +1,496 @@
+"""The one training engine every plugin runs under, built on Hugging Face ``accelerate``.
+
+A plugin supplies modules, optimizers and one training step; the engine owns the rest:
+data order, devices, mixed precision, processes (DDP through ``accelerate launch``),
+gradient accumulation and clipping, learning-rate schedule, EMA, checkpoints with exact
+resume, guards, progress, TensorBoard logs and ``metrics.jsonl``.
+
+A run goes through labelled phases: ``setup`` (data, resume point, accelerator),
+``build`` (optimizers, schedules, EMA, restored state, prepared modules) and ``run``
+(the loop); :func:`train` strings them together and always ``close`` s the engine.
+
+Determinism: the data order of epoch e is a permutation seeded by (seed, e), and every
+random draw of step s on process r comes from generators seeded by (seed, s, r). The
+data position and all RNG streams are therefore functions of the step counter, and a
+resumed run repeats an uninterrupted one bit for bit on the CPU.
+
+``batch_size`` is the global batch of one micro-step, split evenly across processes, so a
+two-process run sees the same examples per step as a one-process run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from genkit.config import config_to_dict
+from genkit.contract import GeneratorContract
+from genkit.data.loading import load_data
+from genkit.devices import check_precision, resolve_device
+from genkit.errors import ConfigError, TrainingError
+from genkit.imaging import make_grid
+from genkit.sample.plan import iter_samples
+from genkit.seeding import derive_seed
+from genkit.store.checkpoint import (
+    CHECKPOINTS,
+    FINAL_MODEL,
+    STEP_PREFIX,
+    library_versions,
+    read_manifest,
+    resume_point,
+    save_checkpoint,
+    step_checkpoints,
+)
+from genkit.store.training_state import TrainingParts, read_training_state, write_training_state
+from genkit.train.args import TrainArgs, TrainReport, resolve_args
+from genkit.train.context import StepContext
+from genkit.train.interrupt import stop_on_interrupt
+from genkit.train.loader import make_loader
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+# accelerate, diffusers (EMA), transformers (schedules) and tqdm load inside the functions
+# that use them: importing the engine (through genkit.api) must not cost seconds when a
+# user only samples.
+
+
+def make_ema(module: torch.nn.Module, args: TrainArgs) -> Any:
+    """diffusers' EMAModel over ``module``'s parameters (warm-up: decay grows with steps)."""
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(module.parameters(), decay=args.ema_decay, use_ema_warmup=args.ema_warmup,
+                    inv_gamma=1.0, power=2 / 3, foreach=True)
+
+
+
+def _check_out_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".genkit-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainingError(f"cannot write to --out {out}: {exc.strerror or exc}; choose a "
+                            "writable directory") from None
+
+
+class Engine:
+    """One training run. Use :func:`train`.
+
+    Every attribute is declared here; ``setup`` and ``build`` fill in what they make.
+    """
+
+    def __init__(self, generator: GeneratorContract, args: TrainArgs, data: Any,
+                 data_options: Mapping[str, Any] | None = None) -> None:
+        self.generator, self.args, self.data_spec = generator, args, data
+        self.data_options = dict(data_options or {})
+        self.out = Path(args.out) if args.out else None
+        self.stop_requested = False
+        self.history: list[dict[str, float]] = []
+        # setup(): data, resume point, accelerator
+        self.data_name = ""
+        self.dataset: Any = None
+        self.eval_data: Any = None
+        self.resume_from: Path | None = None
+        self.previous_summary: dict[str, Any] = {}
+        self.accelerator: Accelerator | None = None
+        self.world = 1
+        # build(): optimizers, schedules, EMA, prepared modules, data loader
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, Any] = {}
+        self.prepared_models: dict[str, torch.nn.Module] = {}
+        self.step_generator: torch.Generator | None = None
+        self.loader: Any = None
+        self.start_step = 0
+        # run()
+        self.last_checkpoint: Path | None = None
+        self.eval_results: dict[str, float] = {}
+
+    # -- setup -------------------------------------------------------------------
+    def setup(self) -> None:
+        args, g = self.args, self.generator
+        if self.out is not None:
+            _check_out_writable(self.out)
+            if not args.resume and step_checkpoints(self.out):
+                raise TrainingError(f"{self.out} already holds training checkpoints; pass "
+                                    "--resume to continue that run, or choose a new --out")
+        if args.resume and self.out is not None:
+            self.resume_from = resume_point(self.out)
+        spec = self.data_spec if self.data_spec is not None else g.default_data
+        if spec is None:
+            raise ConfigError(f"generator {g.name!r} has no default data; pass --data")
+        self.data_name = spec if isinstance(spec, str) else getattr(spec, "name", "data")
+        train_data = load_data(spec, split="train", **self.data_options)
+        if g.evaluates_held_out() and isinstance(spec, str):
+            self.eval_data = load_data(spec, split="test", **self.data_options)
+        if self.resume_from is not None:
+            self._check_resume_compatible(self.resume_from)
+            self.previous_summary = read_manifest(self.resume_from).get("training") or {}
+            g.load_weights(self.resume_from)  # tokenizers and other non-tensor state
+        self.dataset = g.make_dataset(train_data, "train")
+        if len(self.dataset) < args.batch_size:
+            raise TrainingError(f"--batch-size {args.batch_size} is larger than the data set "
+                                f"({len(self.dataset)} examples); use a smaller batch size")
+        if args.epochs:
+            per_epoch = len(self.dataset) // (args.batch_size * args.grad_accum)
+            self.args = args = dataclasses.replace(args, steps=max(1, per_epoch * args.epochs))
+        if g.manual_optimization and args.grad_accum > 1:
+            raise ConfigError(f"generator {g.name!r} steps its own optimizers: "
+                              "gradient accumulation is not supported; use grad_accum=1")
+        self.accelerator = self._make_accelerator()
+
+    def _check_resume_compatible(self, directory: Path) -> None:
+        manifest = read_manifest(directory)
+        g = self.generator
+        if manifest["generator"] != g.name:
+            raise TrainingError(f"--resume: {directory} was trained with {manifest['generator']!r}"
+                                f", not {g.name!r}")
+        saved = manifest["config"]
+        current = config_to_dict(g.config)
+        differ = sorted(k for k in saved if k in current and saved[k] != current[k]
+                        and k not in g.derived_config_keys)
+        if differ:
+            raise TrainingError(f"--resume: the config differs from the checkpoint's in "
+                                f"{', '.join(differ)}; resume with the same settings")
+
+    def _make_accelerator(self) -> Accelerator:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState, PartialState
+        from accelerate.utils import DataLoaderConfiguration
+
+        args = self.args
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        device = None if distributed else resolve_device(args.device)
+        if device is not None:
+            check_precision(args.precision, device)
+            if device.type == "cuda" and device.index is not None:
+                torch.cuda.set_device(device)
+        if not distributed:
+            # A fresh state per run in one process (tests, notebooks). accelerate has no
+            # public reset; its own test suite calls these.
+            AcceleratorState._reset_state(reset_partial_state=True)
+            PartialState._reset_state()
+        trackers = None
+        if self.out is not None and args.log_with != "none":
+            trackers = args.log_with
+            _check_tracker_installed(trackers)
+        if distributed:  # each process takes its own GPU; without GPUs, gloo on the CPU
+            use_cpu = args.device == "cpu" or not torch.cuda.is_available()
+        else:
+            use_cpu = device.type == "cpu"
+        accelerator = Accelerator(
+            cpu=use_cpu,
+            mixed_precision=args.precision,
+            gradient_accumulation_steps=args.grad_accum,
+            log_with=trackers,
+            project_dir=str(self.out / "logs") if self.out else None,
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
+        self.world = accelerator.num_processes
+        if args.batch_size % self.world:
+            raise ConfigError(f"--batch-size {args.batch_size} must be divisible by the number "
+                              f"of processes ({self.world})")
+        if trackers:
+            try:
+                accelerator.init_trackers("genkit", config=self._flat_config())
+            except Exception as exc:  # an optional tracker that is not installed
+                raise ConfigError(f"cannot start the {trackers} logger: {exc}; install it or "
+                                  "use --log-with tensorboard") from None
+        return accelerator
+
+    def _flat_config(self) -> dict[str, Any]:
+        values = {f"train/{k}": v for k, v in config_to_dict(self.args).items()}
+        values.update({f"model/{k}": v for k, v in config_to_dict(self.generator.config).items()})
+        return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
+
+    # -- build -------------------------------------------------------------------
+    def build(self) -> None:
+        from transformers import get_scheduler
+
+        args, g, acc = self.args, self.generator, self.accelerator
+        g.to(acc.device)
+        for module in g.modules().values():
+            module.train()
+        self.optimizers = dict(g.configure_optimizers(args))
+        self.schedulers = {
+            name: get_scheduler(
+                "constant_with_warmup" if args.lr_schedule == "constant" else args.lr_schedule,
+                optimizer=opt, num_warmup_steps=args.warmup_steps, num_training_steps=args.steps)
+            for name, opt in self.optimizers.items()}
+        g.ema = None
+        if args.ema_decay and g.ema_modules:
+            modules = g.modules()
+            g.ema = {name: make_ema(modules[name], args) for name in g.ema_modules}
+            for ema in g.ema.values():
+                ema.to(acc.device)
+        if self.resume_from is not None:
+            meta = read_training_state(self.resume_from, self._parts())
+            self.start_step = meta["step"]
+        names = list(g.modules())
+        prepared = acc.prepare(*g.modules().values(), *self.optimizers.values())
+        prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
+        self.prepared_models = dict(zip(names, prepared[:len(names)]))
+        self.optimizers = dict(zip(self.optimizers, prepared[len(names):]))
+        self.step_generator = torch.Generator(device=acc.device)
+        self.loader = make_loader(self.dataset, args, acc.process_index, self.world,
+                                  self.start_step * args.grad_accum, acc.device.type == "cuda")
+
+    def _parts(self) -> TrainingParts:
+        return TrainingParts(self.generator, self.optimizers, self.schedulers,
+                             self.accelerator.scaler)
+
+    # -- the loop ------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Finish the current step, save a checkpoint and stop (the first Ctrl-C)."""
+        self.stop_requested = True
+
+    def clip(self, optimizer: Any) -> None:
+        if self.args.clip_grad and self.accelerator.sync_gradients:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            self.accelerator.clip_grad_norm_(params, self.args.clip_grad)
+
+    def _seed_step(self, step: int, micro: int) -> None:
+        seed = derive_seed("train", self.args.seed, step, micro, self.accelerator.process_index)
+        # The default generators of the CPU and of this step's device (dropout, plugins'
+        # unseeded draws). Not torch.manual_seed: it queues lazy seeding of every backend
+        # with a captured stack trace, ~1.5 ms a call.
+        torch.default_generator.manual_seed(seed)
+        device = self.accelerator.device
+        if device.type == "cuda":
+            torch.cuda.default_generators[device.index or 0].manual_seed(seed)
+        self.step_generator.manual_seed(seed)
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+        if self.accelerator.sync_gradients:
+            for name, opt in self.optimizers.items():
+                self.clip(opt)
+                opt.step()
+                self.schedulers[name].step()
+                opt.zero_grad(set_to_none=True)
+
+    def run(self) -> TrainReport:
+        from accelerate.utils import send_to_device
+        from tqdm.auto import tqdm
+
+        args, g, acc = self.args, self.generator, self.accelerator
+        ctx = StepContext(acc, self.prepared_models, self.optimizers, self.schedulers,
+                          self.step_generator, args, self.clip)
+        models = list(self.prepared_models.values())
+        data_iter = iter(self.loader)
+        step = self.start_step
+        start_time = time.perf_counter()
+        window: list[torch.Tensor] = []
+        window_scalars: dict[str, list[torch.Tensor]] = {}
+        first_loss: float | None = None
+        last_loss: float | None = None
+        bar = tqdm(total=args.steps, initial=step, disable=not (args.progress and acc.is_main_process),
+                   desc=f"train {g.name}", unit="step", dynamic_ncols=True)
+        self.last_checkpoint = self.resume_from
+        with stop_on_interrupt(self.request_stop):
+            while step < args.steps:
+                if self.stop_requested:
+                    break
+                for micro in range(args.grad_accum):
+                    batch = send_to_device(next(data_iter), acc.device, non_blocking=True)
+                    self._seed_step(step, micro)
+                    ctx.step = step
+                    with acc.accumulate(*models):
+                        out = g.training_step(batch, ctx)
+                        if not g.manual_optimization:
+                            self._optimizer_step(out["loss"])
+                for name, ema in (g.ema or {}).items():
+                    ema.step(g.modules()[name].parameters())
+                step += 1
+                window.append(out["loss"].detach() if "loss" in out else torch.zeros(()))
+                for key, value in out.items():
+                    if key != "loss":
+                        window_scalars.setdefault(key, []).append(
+                            value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
+                bar.update(1)
+                due_ckpt = self.out is not None and args.checkpoint_every and step % args.checkpoint_every == 0
+                if step % args.log_every == 0 or step == args.steps or due_ckpt or step == self.start_step + 1:
+                    last_loss = self._log(step, window, window_scalars, bar, start_time)
+                    first_loss = last_loss if first_loss is None else first_loss
+                    window, window_scalars = [], {}
+                if args.sample_every and step % args.sample_every == 0:
+                    self._log_samples(step)
+                if args.eval_every and step % args.eval_every == 0:
+                    self._evaluate(step)
+                if due_ckpt:
+                    self._save(step)
+        bar.close()
+        if window:
+            last_loss = self._log(step, window, window_scalars, None, start_time)
+        seconds = time.perf_counter() - start_time
+        interrupted = step < args.steps
+        if not interrupted and self.eval_data is not None and \
+                not (args.eval_every and step % args.eval_every == 0):
+            self._evaluate(step)
+        self._finish_summary(step, seconds, last_loss)
+        if self.out is not None and (self.last_checkpoint is None
+                                     or self.last_checkpoint.name != f"{STEP_PREFIX}{step:08d}"):
+            self._save(step)
+        if self.out is not None and not interrupted and acc.is_main_process:
+            save_checkpoint(g, self.out / FINAL_MODEL)
+        acc.wait_for_everyone()
+        done = step - self.start_step
+        return TrainReport(
+            steps=step, start_step=self.start_step, first_loss=first_loss, final_loss=last_loss,
+            seconds=seconds, steps_per_second=done / seconds if seconds > 0 else 0.0,
+            out=str(self.out) if self.out else None,
+            checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
+            history=self.history, eval=dict(self.eval_results), interrupted=interrupted)
+
+    def _log(self, step: int, window: list, scalars: dict, bar: Any, start: float) -> float:
+        loss_value = torch.stack(window).float().mean()
+        if self.world > 1:
+            loss_value = self.accelerator.reduce(loss_value.to(self.accelerator.device), "mean")
+        loss = float(loss_value)
+        if not math.isfinite(loss):
+            last = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
+            raise TrainingError(f"the loss became {loss} at step {step}{last}; lower --lr, "
+                                "set clip_grad, or check the data")
+        record = {"step": step, "loss": loss,
+                  "lr": float(next(iter(self.schedulers.values())).get_last_lr()[0]),
+                  "time": round(time.perf_counter() - start, 3)}
+        for key, values in scalars.items():
+            record[key] = float(torch.stack(values).float().mean())
+        self.history.append(record)
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+        if self.accelerator.is_main_process and self.out is not None:
+            self._append_metrics(record)
+            if self.args.log_with != "none":
+                self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
+        return loss
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def _log_samples(self, step: int) -> None:
+        if self.generator.modality != "image" or not self.accelerator.is_main_process:
+            return
+        if self.out is None or self.args.log_with != "tensorboard":
+            return
+        images = [s.output for s in iter_samples(self.generator, n=16, seed=self.args.seed)]
+        tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
+        tracker.add_image("samples", np.asarray(make_grid(images).convert("RGB")), step,
+                          dataformats="HWC")
+
+    def _evaluate(self, step: int) -> None:
+        if self.eval_data is None or not self.accelerator.is_main_process:
+            return
+        g = self.generator
+        with g.inference():  # the same context as sampling: eval mode, EMA weights
+            results = dict(g.evaluate(self.eval_data))
+        self.eval_results = results
+        if self.history:
+            self.history[-1].update({f"eval_{k}": v for k, v in results.items()})
+        if self.out is not None:
+            self._append_metrics({"step": step, **{f"eval_{k}": v for k, v in results.items()}})
+            if self.args.log_with != "none":
+                self.accelerator.log({f"eval/{k}": v for k, v in results.items()}, step=step)
+
+    def _finish_summary(self, step: int, seconds: float, last_loss: float | None) -> None:
+        args, acc = self.args, self.accelerator
+        previous = self.previous_summary
+        self.generator.training_summary = {
+            "data": self.data_name, "steps": step, "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum, "lr": args.lr, "lr_schedule": args.lr_schedule,
+            "seed": args.seed, "device": str(acc.device),
+            "device_name": _device_name(acc.device), "precision": args.precision,
+            "num_processes": self.world, "ema_decay": args.ema_decay,
+            "seconds": round(float(previous.get("seconds", 0.0)) + seconds, 2),
+            "final_loss": last_loss,
+            "last_metrics": self.history[-1] if self.history else {},
+            "eval": self.eval_results, "versions": library_versions(),
+        }
+
+    def _save(self, step: int) -> None:
+        """A training checkpoint at ``step`` (main process writes; everyone waits)."""
+        acc = self.accelerator
+        if self.history and not math.isfinite(self.history[-1]["loss"]):
+            return
+        path = self.out / CHECKPOINTS / f"{STEP_PREFIX}{step:08d}"
+        if acc.is_main_process:
+            if not self.generator.training_summary:
+                self._finish_summary(step, 0.0, self.history[-1]["loss"] if self.history else None)
+            else:
+                self.generator.training_summary["steps"] = step
+            meta = {"step": step, "batches_seen": step * self.args.grad_accum,
+                    "args": config_to_dict(self.args), "world": self.world}
+            save_checkpoint(self.generator, path,
+                            write_extra=lambda tmp: write_training_state(tmp, self._parts(), meta))
+            self._prune()
+        acc.wait_for_everyone()
+        self.last_checkpoint = path
+
+    def _prune(self) -> None:
+        if not self.args.keep:
+            return
+        for old in step_checkpoints(self.out)[:-self.args.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def close(self) -> None:
+        """Unwrap the modules and free the engine (before a process group is destroyed)."""
+        acc = self.accelerator
+        if acc is None:  # setup stopped before the accelerator existed
+            return
+        for module in self.prepared_models.values():
+            acc.unwrap_model(module, keep_fp32_wrapper=False)
+        with contextlib.suppress(Exception):
+            acc.end_training()
+        self.prepared_models, self.optimizers, self.loader = {}, {}, None
+        if self.world > 1:  # free DDP state before the process group goes (gloo aborts at exit)
+            acc.free_memory()
+            gc.collect()
+
+
+def _check_tracker_installed(name: str) -> None:
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[name]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"--log-with {name} needs the {module} package: pip install {module} "
+                          "(or use --log-with tensorboard)")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def train(generator: GeneratorContract, data: Any = None,
+          data_options: Mapping[str, Any] | None = None, **kwargs: Any) -> TrainReport:
+    """Train ``generator`` on ``data``; see :class:`TrainArgs` for the keywords.
+
+    ``data_options`` go to the data source (e.g. ``{"column": "text"}`` for ``hf:PATH``).
+    """
+    args = resolve_args(generator, kwargs)
+    engine = Engine(generator, args, data, data_options)
+    try:
+        engine.setup()
+        engine.build()
+        report = engine.run()
+    finally:
+        engine.close()
+    for module in generator.modules().values():
+        module.eval()
+    return report
