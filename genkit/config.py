@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -136,15 +137,17 @@ def coerce(value: Any, tp: Any, what: str) -> Any:
 def _number(value: Any, tp: type, what: str) -> Any:
     """An int or float field's value: numbers as they are (no bools; an int field takes
     no float), strings parsed."""
-    word = "an integer" if tp is int else "a number"
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be {word}, got {value!r}")
-    if isinstance(value, int) or (tp is float and isinstance(value, float)):
-        return tp(value)
-    if isinstance(value, str):
+    word = "an integer" if tp is int else "a finite number"
+    number: Any = None
+    if isinstance(value, int) and not isinstance(value, bool) or \
+            tp is float and isinstance(value, float):
+        number = tp(value)
+    elif isinstance(value, str):
         with contextlib.suppress(ValueError):
-            return tp(value)
-    raise ConfigError(f"{what} must be {word}, got {value!r}")
+            number = tp(value)
+    if number is None or (tp is float and not math.isfinite(number)):
+        raise ConfigError(f"{what} must be {word}, got {value!r}")
+    return number
 
 
 def check(condition: bool, message: str) -> None:

@@ -80,6 +80,7 @@ class GeneratorContract:
         self.training_summary: dict[str, Any] = {}
         self.ema: dict[str, Any] | None = None  # set by the training engine: EMAModel per module
         self.source_dir: Path | None = None  # checkpoint this generator was loaded from
+        self.source_identity: str | None = None  # that checkpoint's verified identity
         self.init_seed = init_seed
         self._device: torch.device | None = None  # None: the CPU (see .to)
         self._ema_swapped = False  # inside sampling_weights(): the EMA weights are in place

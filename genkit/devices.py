@@ -56,3 +56,14 @@ def check_precision(precision: str, device: torch.device) -> str:
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise DeviceError("this GPU does not support bf16; use --precision fp16 or no")
     return precision
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the hardware behind ``device`` (GPU model, or the CPU)."""
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()

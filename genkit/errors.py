@@ -41,3 +41,7 @@ class TrainingError(GenkitError):
 
 class SamplingError(GenkitError):
     """Batch generation cannot start or cannot go on."""
+
+
+class FolderBusyError(GenkitError):
+    """Another genkit process is writing the same output or run folder."""

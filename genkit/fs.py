@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from genkit.errors import FolderBusyError
+
 TMP_MARK = ".tmp-"
 
 
@@ -90,3 +92,60 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+LOCK_FILE = ".genkit.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str, shared: bool = False,
+                name: str = LOCK_FILE) -> Iterator[None]:
+    """Hold ``folder``'s genkit lock for the block: exclusive (one process owns the folder)
+    or shared (several shards of one run). A process that cannot get it fails at once with
+    a one-line :class:`~genkit.errors.FolderBusyError` naming the holder. The lock file
+    stays (removing it would race with the next holder); the OS frees the lock when the
+    process ends, however it ends.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: go on unlocked
+        yield
+        return
+    path = Path(folder) / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            raise FolderBusyError(f"{folder} is in use by {holder}; wait for it to finish or "
+                                  f"choose another {what}") from None
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, _holder_line().encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder_line() -> str:
+    import sys
+
+    command = " ".join(["genkit", *sys.argv[1:]])[:200] if sys.argv else "genkit"
+    return f"pid {os.getpid()} ({command})"
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files and directories a killed genkit process left in
+    ``folder`` (``.NAME.tmp-XXXXXXXX`` and ``.NAME.old-XXXXXXXX``); call it only while
+    holding the folder's lock. Returns what was removed."""
+    removed = []
+    for stale in Path(folder).glob(".*"):
+        head, sep, tag = stale.name.rpartition(".")
+        if sep and (tag.startswith("tmp-") or tag.startswith("old-")) and len(tag) == 12:
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed

@@ -21,4 +21,14 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 pip install -e ".[dev]"
 pip install -e ./examples/genkit-plugin-flow
+# Chromium for the browser test of `genkit serve`'s page (tests/test_serve_browser.py): Debian's
+# package, since Playwright's own browser download needs a host we may not reach. Best effort:
+# without apt-get, or if the install fails, setup goes on and that one test skips.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+    && command -v apt-get >/dev/null 2>&1; then
+  sudo_=""
+  if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then sudo_="sudo -n"; fi
+  { $sudo_ apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q chromium; } \
+    >/dev/null 2>&1 || echo "setup: could not install chromium; the browser test will skip" >&2
+fi
 .venv/bin/genkit plugins

@@ -76,7 +76,7 @@ def test_identity_changes_with_weights(toy_registry, tmp_path):
     ("truncated", "truncated"),
     ("no_weights", "is incomplete"),
     ("future", "upgrade genkit"),
-    ("bad_tensor", "cannot read the weights"),
+    ("bad_tensor", "does not match the sha256"),
 ])
 def test_damaged_checkpoints_give_clear_errors(toy_registry, tmp_path, damage, message):
     g = genkit.create("toy")

@@ -18,6 +18,7 @@ from genkit.cli.sample import sample
 from genkit.cli.train import train
 from genkit.discovery.registry import get_registry
 from genkit.errors import GenkitError
+from genkit.serve.command import serve
 from genkit.version import __version__
 
 
@@ -34,7 +35,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, train, sample, info, eval_):
+for _command in (plugins, train, sample, info, eval_, serve):
     cli.add_command(_command)
 
 

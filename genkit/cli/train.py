@@ -30,7 +30,7 @@ from genkit.store.checkpoint import read_manifest, resume_point
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
 @click.option("--precision", type=click.Choice(["no", "fp16", "bf16"]), help="Mixed precision.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, help="Seed of the data order and the step randomness.  [default: 0]")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--checkpoint-every", type=int, help="Save a checkpoint every N steps.")
 @click.option("--keep", type=int, help="Keep only the newest N checkpoints.")
@@ -71,7 +71,7 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
         return
     watch_parent()
     generator, data_options = _generator_for_training(plugin, out, options.get("resume", False),
-                                                      assignments(sets), options["seed"])
+                                                      assignments(sets), options["seed"] or 0)
     report = generator.train(data, out=out, progress=not no_progress,
                              data_options=data_options, **options)
     end_process_group()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from genkit.data.types import ImageData
 from genkit.errors import DataError
 from genkit.fs import atomic_directory
 from genkit.imaging import uint8_to_tensor
+from genkit.paths import cache_dir
 
 FEATURES_VERSION = 2  # bump when the classifier or its training changes: new cache key
 MAX_FEATURE_SIZE = 64  # larger images are averaged down to this side for the classifier
@@ -34,15 +34,6 @@ CLASSIFIER_BATCH = 64
 FEATURE_BATCH = 256
 
 Extractor = Callable[[torch.Tensor], np.ndarray]  # (N, C, S, S) in [-1, 1] -> (N, D)
-
-
-def cache_dir() -> Path:
-    """genkit's cache folder: ``$GENKIT_CACHE``, else ``$XDG_CACHE_HOME/genkit``, else
-    ``~/.cache/genkit``."""
-    if os.environ.get("GENKIT_CACHE"):
-        return Path(os.environ["GENKIT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "genkit"
 
 
 

@@ -55,6 +55,9 @@ def _read_lines(path: str, what: str) -> list[str]:
         lines = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
     except OSError as exc:
         raise SamplingError(f"cannot read {what} file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SamplingError(f"{what} file {path} is not UTF-8 text (byte {exc.start}); save it "
+                            "as UTF-8") from None
     lines = [line for line in lines if line]
     if not lines:
         raise SamplingError(f"{what} file {path} is empty")

@@ -14,15 +14,21 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from genkit.config import config_to_dict
 from genkit.contract import GeneratorContract
 from genkit.errors import ConfigError, SamplingError
-from genkit.fs import atomic_write_bytes, atomic_write_text
+from genkit.fs import (
+    LOCK_FILE,
+    atomic_write_bytes,
+    atomic_write_text,
+    folder_lock,
+    remove_leftovers,
+)
 from genkit.imaging import save_grid
 from genkit.sample.plan import (
     Sample,
@@ -38,6 +44,7 @@ TEXT_FORMATS = ("jsonl", "txt")
 RUN_FILE = "run.json"
 MANIFEST = "manifest.jsonl"
 TEXT_FILE = "samples.jsonl"
+GRID_FILE = "grid.png"
 
 
 @dataclasses.dataclass
@@ -140,23 +147,65 @@ def _run_description(generator: GeneratorContract, plan: SamplePlan, seed: int, 
 
 
 def _check_or_write_run(out: Path, run: dict[str, Any], overwrite: bool) -> None:
+    """Resume the same run, refuse another one, or (``overwrite``) delete exactly what the
+    other run's records say it wrote and start this one."""
     file = out / RUN_FILE
-    if file.is_file() and not overwrite:
+    if file.is_file():
         try:
             previous = json.loads(file.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             previous = {}
-        differ = [k for k in run if previous.get(k) != run[k]]
-        if differ:
+        differ = [k for k in run if not isinstance(previous, dict) or previous.get(k) != run[k]]
+        if not differ:
+            return
+        if not overwrite:
             raise SamplingError(f"{out} holds samples of a different run ({', '.join(differ)} "
                                 "differ); choose another --out, or pass --overwrite to replace them")
-        return
-    if overwrite and out.exists():
-        for child in out.iterdir():
-            if child.name.startswith(("manifest", "samples")) or child.name == RUN_FILE or \
-                    child.suffix in (".png", ".npy", ".txt"):
-                child.unlink() if child.is_file() else shutil.rmtree(child)
+        _delete_recorded(out)
     atomic_write_text(file, json.dumps(run, indent=2) + "\n")
+
+
+def check_owned(out: Path) -> None:
+    """Refuse an output folder that holds anything genkit did not write: a folder without
+    ``run.json`` must be empty (but for genkit's own lock and leftovers)."""
+    if (out / RUN_FILE).is_file():
+        return
+    foreign = sorted(p.name for p in out.iterdir() if not _is_genkit_hidden(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise SamplingError(f"--out {out} holds files genkit did not write ({shown}); genkit "
+                            "never deletes or replaces them: choose an empty or new folder")
+
+
+def _check_grid_path(out: Path, grid: str | Path | None) -> None:
+    """A contact sheet outside ``out`` must not replace a file that was there before this
+    run began (a rerun of the same run may rewrite its own)."""
+    if grid is None or (out / RUN_FILE).is_file():
+        return
+    path = Path(grid)
+    if path.exists() and path.resolve().parent != out.resolve():
+        raise SamplingError(f"--grid {path} already exists; genkit never replaces a file it did "
+                            "not write: choose another path")
+
+
+def _is_genkit_hidden(name: str) -> bool:
+    return name == LOCK_FILE or name.startswith((".genkit-shard-", ".done-")) or ".tmp-" in name
+
+
+def _delete_recorded(out: Path) -> None:
+    """Delete the files the manifest says this folder's run wrote, and its records. Files
+    the records do not name stay, whoever wrote them."""
+    records = read_manifest_records(out)
+    files = {rec.get("file") for rec in records.values() if isinstance(rec.get("file"), str)}
+    for name in sorted(files):
+        path = out / name
+        if Path(name).name == name and path.is_file() and not path.is_symlink():
+            path.unlink()
+    for base in (MANIFEST, TEXT_FILE):
+        stem = base.removesuffix(".jsonl")
+        for part in [out / base, *out.glob(f"{stem}.part-*.jsonl")]:
+            part.unlink(missing_ok=True)
+    (out / GRID_FILE).unlink(missing_ok=True)
 
 
 def _repair_text_file(file: Path, done: set[int]) -> None:
@@ -173,10 +222,26 @@ def _repair_text_file(file: Path, done: set[int]) -> None:
     atomic_write_text(file, "".join(kept))
 
 
-def _shard_indices(n: int, batch_size: int, shard: tuple[int, int], done: set[int]) -> list[int]:
-    """This shard's indices: whole aligned batches, batch b to shard b % K."""
+def _shard_indices(n: int, batch_size: int, shard: tuple[int, int],
+                   done: set[int]) -> Iterator[int]:
+    """This shard's indices not yet done, lazily: whole aligned batches, batch b to
+    shard b % K."""
     i, k = shard
-    return [j for j in range(n) if (j // batch_size) % k == i and j not in done]
+    for b in range(i, -(-n // batch_size), k):
+        for j in range(b * batch_size, min(n, (b + 1) * batch_size)):
+            if j not in done:
+                yield j
+
+
+def _shard_size(n: int, batch_size: int, shard: tuple[int, int]) -> int:
+    """How many indices shard ``i/K`` holds (without listing them)."""
+    i, k = shard
+    batches = -(-n // batch_size)
+    full = len(range(i, batches, k)) * batch_size
+    last = batches - 1
+    if last % k == i and n % batch_size:  # the last batch is short
+        full -= batch_size - n % batch_size
+    return full
 
 
 def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = None, seed: int = 0,
@@ -210,19 +275,24 @@ def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = Non
     batch_size = resolve_batch_size(generator, batch_size)
     plan = plan_samples(generator, n, dict(kwargs))
     shard_ = parse_shard(shard)
-    _prepare_out(out, clean=shard_[1] == 1)
-    try:
+    _prepare_out(out)
+    with _lock(out, shard_), _os_errors(out):
+        if shard_[1] == 1:
+            remove_leftovers(out)  # no other process writes here: a killed run's temp files
+        check_owned(out)
+        _check_grid_path(out, grid)
         _check_or_write_run(out, _run_description(generator, plan, seed, fmt), overwrite)
         done = {i for i in read_manifest_records(out) if i < plan.n}
         text_file = out / _part_name(shard_, TEXT_FILE)
         if fmt == "jsonl":
             _repair_text_file(text_file, done)
+        total = _shard_size(plan.n, batch_size, shard_)
+        skipped = sum(1 for j in done if (j // batch_size) % shard_[1] == shard_[0])
         todo = _shard_indices(plan.n, batch_size, shard_, done)
-        skipped = len(_shard_indices(plan.n, batch_size, shard_, set())) - len(todo)
         identity = generator_identity(generator)
         start = time.perf_counter()
-        bar = tqdm(total=len(todo), desc=f"sample {generator.name}", unit="sample",
-                   disable=not progress or not todo, dynamic_ncols=True)
+        bar = tqdm(total=total - skipped, desc=f"sample {generator.name}", unit="sample",
+                   disable=not progress or total == skipped, dynamic_ncols=True)
         manifest_path = out / _part_name(shard_)
         with open(manifest_path, "a", encoding="utf-8") as manifest:
             for samples in generate_batches(generator, plan, seed, batch_size, todo):
@@ -238,10 +308,7 @@ def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = Non
             _finish_launched_shard(out, shard_)
         if grid is not None and generator.modality == "image" and shard_[0] == 0:
             _write_grid_from_files(out, grid, fmt)
-    except OSError as exc:
-        raise SamplingError(f"cannot write samples to {out}: {exc.strerror or exc}; free space "
-                            "or fix permissions, then rerun the same command to continue") from None
-    written = len(todo)
+    written = total - skipped
     return SampleReport(str(out), written, skipped, seconds,
                         written / seconds if seconds > 0 else 0.0,
                         [r for r in (str(out / _part_name(shard_)),)])
@@ -265,9 +332,29 @@ def _finish_launched_shard(out: Path, shard: tuple[int, int], timeout: float = 2
         marker.unlink(missing_ok=True)
 
 
-def _prepare_out(out: Path, clean: bool) -> None:
-    """Create ``out``; with ``clean`` (no other shard can be writing), drop the temp files
-    of a killed run."""
+def _lock(out: Path, shard: tuple[int, int]) -> contextlib.ExitStack:
+    """The output folder's lock: exclusive for a whole run; for shard i/K shared with the
+    other shards, plus an exclusive lock of its own."""
+    stack = contextlib.ExitStack()
+    i, k = shard
+    stack.enter_context(folder_lock(out, "--out", shared=k > 1))
+    if k > 1:
+        stack.enter_context(folder_lock(out, "--out (or --shard)",
+                                        name=f".genkit-shard-{i}-of-{k}.lock"))
+    return stack
+
+
+@contextlib.contextmanager
+def _os_errors(out: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise SamplingError(f"cannot write samples to {out}: {exc.strerror or exc}; free space "
+                            "or fix permissions, then rerun the same command to continue") from None
+
+
+def _prepare_out(out: Path) -> None:
+    """Create ``out`` (a writable directory)."""
     if out.exists() and not out.is_dir():
         raise SamplingError(f"--out {out} is a file; give a directory")
     try:
@@ -276,9 +363,6 @@ def _prepare_out(out: Path, clean: bool) -> None:
         raise SamplingError(f"cannot create --out {out}: {exc.strerror or exc}") from None
     if not os.access(out, os.W_OK):
         raise SamplingError(f"--out {out} is not writable; choose another directory")
-    if clean:
-        for stale in out.glob(".*.tmp-*"):
-            stale.unlink(missing_ok=True)
 
 
 def _write_sample(out: Path, sample: Sample, fmt: str, identity: str,

@@ -32,6 +32,13 @@ from genkit.discovery.registry import get_registry
 from genkit.errors import CheckpointError, PluginError, TrainingError
 from genkit.fs import atomic_directory, atomic_write_text, sha256_file
 from genkit.store.modelcard import write_model_card
+from genkit.store.verify import (
+    cached_sha256,
+    inside,
+    model_int_dtypes,
+    parse_manifest,
+    verify_weights,
+)
 from genkit.version import __version__
 
 MANIFEST = "genkit.json"
@@ -178,31 +185,39 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The validated ``genkit.json`` of a checkpoint directory, with its weight files checked."""
+    """The validated ``genkit.json`` of a checkpoint directory: fields of the right types,
+    a format this genkit reads, and every weight file present inside the checkpoint with
+    its recorded size (the sha256 is checked when the weights are loaded)."""
     file = directory / MANIFEST
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CheckpointError(f"{directory} is not a genkit checkpoint (no {MANIFEST})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{file} is damaged (not valid JSON: {exc}); re-save the "
-                              "checkpoint or use another one") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{file} is damaged (not UTF-8 text); re-save the checkpoint "
+                              "or use another one") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
+    manifest = parse_manifest(text, file)
+    if manifest.get("format") != FORMAT:
         raise CheckpointError(f"{file} is not a genkit checkpoint manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{file} is damaged: format_version must be a positive integer, "
+                              f"got {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{directory} has checkpoint format {version!r}, newer than this "
                               f"genkit reads ({FORMAT_VERSION}); upgrade genkit")
     for key in ("generator", "config", "weights"):
         if key not in manifest:
             raise CheckpointError(f"{file} is damaged: it has no {key!r} entry")
     for rel, info in manifest["weights"].items():
-        weight = directory / rel
+        weight = inside(directory, rel)
         if not weight.is_file():
             raise CheckpointError(f"checkpoint {directory} is incomplete: {rel} is missing")
-        if weight.stat().st_size != info.get("bytes"):
+        if weight.stat().st_size != info["bytes"]:
             raise CheckpointError(f"checkpoint {directory} is damaged: {rel} has "
-                                  f"{weight.stat().st_size} bytes, expected {info.get('bytes')} "
+                                  f"{weight.stat().st_size} bytes, expected {info['bytes']} "
                                   "(truncated?)")
     return manifest
 
@@ -212,18 +227,27 @@ IDENTITY_KEYS = ("generator", "config", "weights")
 
 def checkpoint_identity(directory: Path) -> str:
     """A short hash naming a checkpoint's model: its generator, config and the sha256 of
-    every weight file (all in ``genkit.json``). Figures recorded later (evaluation, model
-    card) do not change it."""
-    manifest = json.loads((Path(directory) / MANIFEST).read_text(encoding="utf-8"))
+    every weight file, each checked against the file itself. Figures recorded later
+    (evaluation, model card) do not change it."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    for rel, info in manifest["weights"].items():
+        if cached_sha256(inside(directory, rel)) != info["sha256"]:
+            raise CheckpointError(f"checkpoint {directory} is damaged: {rel} does not match the "
+                                  "sha256 recorded in genkit.json (changed or corrupted)")
+    return _identity(manifest)
+
+
+def _identity(manifest: dict[str, Any]) -> str:
     core = {key: manifest.get(key) for key in IDENTITY_KEYS}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def generator_identity(generator: GeneratorContract) -> str:
-    """A short hash of the model: the checkpoint's identity, or config + weights in memory."""
-    source = generator.source_dir
-    if source is not None and (Path(source) / MANIFEST).is_file():
-        return checkpoint_identity(source)
+    """A short hash of the model: the identity of the checkpoint it was loaded from (as
+    verified then), or a hash of its config and weights in memory."""
+    if generator.source_identity is not None:
+        return generator.source_identity
     digest = hashlib.sha256(json.dumps(config_to_dict(generator.config), sort_keys=True).encode())
     with generator.sampling_weights():
         for name, module in sorted(generator.modules().items()):
@@ -260,8 +284,12 @@ def load_checkpoint(path: str | Path, device: Any = "auto",
     cls = get_registry().generator(name).load_class()
     config = config_from_dict(cls.Config, manifest["config"], what=f"{name} config in {directory}")
     generator = cls.named(name, config)
+    present = [f for f in generator.weight_files(directory)
+               if TRAINING_STATE not in f.relative_to(directory).parts]
+    verify_weights(directory, manifest, present, model_int_dtypes(generator.modules()))
     generator.training_summary = manifest.get("training", {})
     generator.source_dir = directory
+    generator.source_identity = _identity(manifest)
     generator.to(torch_device)
     try:
         generator.load_weights(directory)

@@ -101,6 +101,26 @@ def write_training_state(directory: Path, parts: TrainingParts, meta: dict[str, 
     atomic_write_text(state_dir / STATE_FILE, json.dumps(meta) + "\n")
 
 
+def read_training_meta(directory: Path) -> dict[str, Any]:
+    """``state.json`` of a training checkpoint (step and settings), checked, without
+    touching any tensor: what a resume needs to know before it builds anything."""
+    file = directory / TRAINING_STATE / STATE_FILE
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory} has no training state; it cannot be resumed: "
+                              "start a new run or pick another --out") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{directory} has damaged training state ({type(exc).__name__}); "
+                              "resume from another checkpoint or start a new run") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int) \
+            or isinstance(meta.get("step"), bool) or meta["step"] < 0 \
+            or not isinstance(meta.get("args", {}), dict):
+        raise CheckpointError(f"{directory} has damaged training state (state.json has no "
+                              "valid step); resume from another checkpoint or start a new run")
+    return meta
+
+
 def read_training_state(directory: Path, parts: TrainingParts) -> dict[str, Any]:
     """Restore what :func:`write_training_state` saved and return its ``meta`` (with
     ``"step"``, the step to continue from)."""

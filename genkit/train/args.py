@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from genkit.config import build_config, check
 from genkit.contract import GeneratorContract
 from genkit.devices import PRECISIONS
+from genkit.errors import ConfigError
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
@@ -94,3 +96,10 @@ def resolve_args(generator: GeneratorContract, kwargs: Mapping[str, Any]) -> Tra
     if values.get("out") is not None:
         values["out"] = str(values["out"])
     return build_config(TrainArgs, values, what="training option")
+
+
+def check_tracker_installed(name: str) -> None:
+    module = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[name]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"--log-with {name} needs the {module} package: pip install {module} "
+                          "(or use --log-with tensorboard)")

@@ -26,7 +26,6 @@ import gc
 import json
 import math
 import os
-import platform
 import shutil
 import time
 from collections.abc import Mapping
@@ -39,7 +38,7 @@ import torch
 from genkit.config import config_to_dict
 from genkit.contract import GeneratorContract
 from genkit.data.loading import load_data
-from genkit.devices import check_precision, resolve_device
+from genkit.devices import check_precision, device_name, resolve_device
 from genkit.errors import ConfigError, TrainingError
 from genkit.imaging import make_grid
 from genkit.sample.plan import iter_samples
@@ -54,11 +53,19 @@ from genkit.store.checkpoint import (
     save_checkpoint,
     step_checkpoints,
 )
-from genkit.store.training_state import TrainingParts, read_training_state, write_training_state
-from genkit.train.args import TrainArgs, TrainReport, resolve_args
+from genkit.store.training_state import (
+    TrainingParts,
+    read_training_meta,
+    read_training_state,
+    write_training_state,
+)
+from genkit.train.args import TrainArgs, TrainReport, check_tracker_installed, resolve_args
 from genkit.train.context import StepContext
+from genkit.train.ema import make_ema
 from genkit.train.interrupt import stop_on_interrupt
 from genkit.train.loader import make_loader
+from genkit.train.resume import apply_optimizer_changes, resumed_args, trim_metrics
+from genkit.train.rundir import claim_run_dir
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -68,26 +75,6 @@ if TYPE_CHECKING:
 # user only samples.
 
 
-def make_ema(module: torch.nn.Module, args: TrainArgs) -> Any:
-    """diffusers' EMAModel over ``module``'s parameters (warm-up: decay grows with steps)."""
-    from diffusers.training_utils import EMAModel
-
-    return EMAModel(module.parameters(), decay=args.ema_decay, use_ema_warmup=args.ema_warmup,
-                    inv_gamma=1.0, power=2 / 3, foreach=True)
-
-
-
-def _check_out_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".genkit-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise TrainingError(f"cannot write to --out {out}: {exc.strerror or exc}; choose a "
-                            "writable directory") from None
-
-
 class Engine:
     """One training run. Use :func:`train`.
 
@@ -95,9 +82,11 @@ class Engine:
     """
 
     def __init__(self, generator: GeneratorContract, args: TrainArgs, data: Any,
-                 data_options: Mapping[str, Any] | None = None) -> None:
+                 data_options: Mapping[str, Any] | None = None,
+                 given: Mapping[str, Any] | None = None) -> None:
         self.generator, self.args, self.data_spec = generator, args, data
         self.data_options = dict(data_options or {})
+        self.given = dict(given or {})  # the settings the caller passed (they win on resume)
         self.out = Path(args.out) if args.out else None
         self.stop_requested = False
         self.history: list[dict[str, float]] = []
@@ -106,7 +95,9 @@ class Engine:
         self.dataset: Any = None
         self.eval_data: Any = None
         self.resume_from: Path | None = None
+        self.resume_changes: dict[str, list[Any]] = {}
         self.previous_summary: dict[str, Any] = {}
+        self.run_dir_claim: contextlib.ExitStack | None = None
         self.accelerator: Accelerator | None = None
         self.world = 1
         # build(): optimizers, schedules, EMA, prepared modules, data loader
@@ -122,14 +113,18 @@ class Engine:
 
     # -- setup -------------------------------------------------------------------
     def setup(self) -> None:
-        args, g = self.args, self.generator
-        if self.out is not None:
-            _check_out_writable(self.out)
-            if not args.resume and step_checkpoints(self.out):
-                raise TrainingError(f"{self.out} already holds training checkpoints; pass "
-                                    "--resume to continue that run, or choose a new --out")
-        if args.resume and self.out is not None:
+        g = self.generator
+        if self.out is not None and int(os.environ.get("RANK", "0")) == 0:
+            self.run_dir_claim = claim_run_dir(self.out, self.args.resume)
+        if self.args.resume and self.out is not None:
             self.resume_from = resume_point(self.out)
+            meta = read_training_meta(self.resume_from)
+            self.args, self.resume_changes = resumed_args(meta.get("args", {}), self.given,
+                                                          self.args)
+            self.start_step = meta["step"]
+            if self.run_dir_claim is not None:
+                trim_metrics(self.out, self.start_step)
+        args = self.args
         spec = self.data_spec if self.data_spec is not None else g.default_data
         if spec is None:
             raise ConfigError(f"generator {g.name!r} has no default data; pass --data")
@@ -187,7 +182,7 @@ class Engine:
         trackers = None
         if self.out is not None and args.log_with != "none":
             trackers = args.log_with
-            _check_tracker_installed(trackers)
+            check_tracker_installed(trackers)
         if distributed:  # each process takes its own GPU; without GPUs, gloo on the CPU
             use_cpu = args.device == "cpu" or not torch.cuda.is_available()
         else:
@@ -238,8 +233,8 @@ class Engine:
             for ema in g.ema.values():
                 ema.to(acc.device)
         if self.resume_from is not None:
-            meta = read_training_state(self.resume_from, self._parts())
-            self.start_step = meta["step"]
+            read_training_state(self.resume_from, self._parts())
+            apply_optimizer_changes(self.optimizers, self.schedulers, self.resume_changes)
         names = list(g.modules())
         prepared = acc.prepare(*g.modules().values(), *self.optimizers.values())
         prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
@@ -414,10 +409,13 @@ class Engine:
             "data": self.data_name, "steps": step, "batch_size": args.batch_size,
             "grad_accum": args.grad_accum, "lr": args.lr, "lr_schedule": args.lr_schedule,
             "seed": args.seed, "device": str(acc.device),
-            "device_name": _device_name(acc.device), "precision": args.precision,
+            "device_name": device_name(acc.device), "precision": args.precision,
             "num_processes": self.world, "ema_decay": args.ema_decay,
             "seconds": round(float(previous.get("seconds", 0.0)) + seconds, 2),
             "final_loss": last_loss,
+            "resumes": previous.get("resumes", []) + (
+                [{"step": self.start_step, "changed": self.resume_changes}]
+                if self.resume_from is not None else []),
             "last_metrics": self.history[-1] if self.history else {},
             "eval": self.eval_results, "versions": library_versions(),
         }
@@ -449,6 +447,8 @@ class Engine:
 
     def close(self) -> None:
         """Unwrap the modules and free the engine (before a process group is destroyed)."""
+        if self.run_dir_claim is not None:
+            self.run_dir_claim.close()
         acc = self.accelerator
         if acc is None:  # setup stopped before the accelerator existed
             return
@@ -462,21 +462,6 @@ class Engine:
             gc.collect()
 
 
-def _check_tracker_installed(name: str) -> None:
-    import importlib.util
-
-    module = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[name]
-    if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"--log-with {name} needs the {module} package: pip install {module} "
-                          "(or use --log-with tensorboard)")
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
-
-
 def train(generator: GeneratorContract, data: Any = None,
           data_options: Mapping[str, Any] | None = None, **kwargs: Any) -> TrainReport:
     """Train ``generator`` on ``data``; see :class:`TrainArgs` for the keywords.
@@ -484,7 +469,8 @@ def train(generator: GeneratorContract, data: Any = None,
     ``data_options`` go to the data source (e.g. ``{"column": "text"}`` for ``hf:PATH``).
     """
     args = resolve_args(generator, kwargs)
-    engine = Engine(generator, args, data, data_options)
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    engine = Engine(generator, args, data, data_options, given)
     try:
         engine.setup()
         engine.build()

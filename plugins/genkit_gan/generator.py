@@ -73,6 +73,7 @@ class GANConfig:
     def __post_init__(self) -> None:
         check(self.arch in ARCHS, f"unknown arch {self.arch!r}; use one of {', '.join(ARCHS)}")
         check(self.loss in LOSSES, f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        check(self.channels in (1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         for key in ("image_size", "channels", "latent_dim", "base_width"):
             check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)}")
         check(self.num_classes >= 0, f"num_classes must be 0 (unconditional) or more, "

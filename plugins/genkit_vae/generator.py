@@ -79,6 +79,7 @@ class VAEConfig:
     def __post_init__(self) -> None:
         check(self.likelihood in LIKELIHOODS, f"unknown likelihood {self.likelihood!r}; use "
                                               f"one of {', '.join(LIKELIHOODS)}")
+        check(self.channels in (1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         for key in ("image_size", "channels", "latent_dim", "base_width"):
             check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)}")
         check(self.image_size in CONV_SIZES,
