@@ -154,3 +154,51 @@ def check(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless ``condition``: for ``__post_init__`` range checks."""
     if not condition:
         raise ConfigError(message)
+
+
+def field_help(cls: type) -> list[tuple[str, str, str, str]]:
+    """``(name, type, default, comment)`` of each field of dataclass ``cls``: the comment
+    is the ``# ...`` written after the field in the source (what per-plugin ``--help``
+    shows)."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[int, str] = {}
+    try:
+        source, start = inspect.getsourcelines(cls)
+        for tok in tokenize.generate_tokens(io.StringIO("".join(source)).readline):
+            if tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        tree_lines = {}
+        for i, line in enumerate(source, 1):
+            name = line.strip().split(":", 1)[0]
+            if name.isidentifier():
+                tree_lines.setdefault(name, i)
+    except (OSError, TypeError, tokenize.TokenError):
+        tree_lines = {}
+    hints = field_types(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = "(required)"
+        tp = hints[f.name]
+        type_name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        rows.append((f.name, type_name, json_ready_text(default),
+                     comments.get(tree_lines.get(f.name, -1), "")))
+    return rows
+
+
+def json_ready_text(value: Any) -> str:
+    """A default as it is typed on the command line (``none``, ``1,2``, ``true``)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)

@@ -67,3 +67,47 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def choose_threads(requested: int | None = None, processes: int = 1) -> int:
+    """torch's intra-op threads: ``requested``, else ``OMP_NUM_THREADS``, else the cores
+    this process may use, shared by ``processes`` and less what other work keeps busy
+    (the 1-minute load average). Oversubscribed threads on a loaded machine made tiny
+    models tens of times slower; one thread per free core does not."""
+    import os
+
+    if requested is not None:
+        if requested < 1:
+            raise DeviceError(f"--threads must be at least 1, got {requested}")
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    cores = available_cores()
+    share = max(1, cores // max(1, processes))
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    free = max(1, int(cores - busy + 0.5))
+    return max(1, min(share, free))
+
+
+def apply_threads(requested: int | None = None, processes: int = 1) -> int:
+    """Set torch's intra-op threads by :func:`choose_threads`; returns the number."""
+    import torch
+
+    threads = choose_threads(requested, processes)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

@@ -9,15 +9,20 @@ from typing import Any
 import click
 
 from genkit.cli.group import command_argv
-from genkit.cli.options import assignments, extra_options
+from genkit.cli.options import CONFIG_EXTRA, assignments, config_option, extra_options
+from genkit.cli.plugin_help import SampleHelp
+from genkit.devices import apply_threads
 from genkit.discovery.registry import get_registry
 from genkit.errors import CheckpointError
 from genkit.launch import run_sharded, watch_parent, without_options
 from genkit.sample.plan import write_extras
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--plugin", help="Generator family (read from the checkpoint when left out).")
+@click.command(cls=SampleHelp,
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@config_option()
+@click.option("--plugin", help="Generator family (read from the checkpoint when left out); "
+              "with --help, lists its sampling options.")
 @click.option("--checkpoint", type=click.Path(path_type=Path),
               help="Checkpoint or run directory (default: the plugin's shipped model).")
 @click.option("-n", "n", type=int, help="Number of samples.  [default: 16 images, 1 text]")
@@ -41,6 +46,7 @@ from genkit.sample.plan import write_extras
               help="Split the work over N processes.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Sampling option (repeatable); options also work as --key value.")
+@click.option("--threads", type=int, help="torch CPU threads (default: the free cores).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def sample(ctx: click.Context, plugin: str | None, checkpoint: Path | None, n: int | None,
@@ -48,7 +54,7 @@ def sample(ctx: click.Context, plugin: str | None, checkpoint: Path | None, n: i
            grid: Path | None, prompt: str | None, prompts_file: str | None, label: int | None,
            labels: str | None, labels_file: str | None, per_condition: int | None, device: str,
            overwrite: bool, shard: str | None, num_processes: int, sets: tuple[str, ...],
-           no_progress: bool) -> None:
+           threads: int | None, no_progress: bool) -> None:
     """Generate samples from a checkpoint (or a plugin's shipped default model).
 
     Sampling options of the plugin pass straight through, e.g. --scheduler ddim --steps 50
@@ -62,11 +68,13 @@ def sample(ctx: click.Context, plugin: str | None, checkpoint: Path | None, n: i
       genkit sample --plugin gpt --prompt "The return statement" --max-new-tokens 120
       genkit sample --checkpoint runs/d -n 10000 --batch-size 256 --out big/ --num-processes 2
     """
-    options = {**assignments(sets), **extra_options(ctx.args)}
+    options = {**ctx.meta.get(CONFIG_EXTRA, {}), **assignments(sets),
+               **extra_options(ctx.args)}
     if num_processes < 1:
         raise click.BadParameter(f"must be at least 1, got {num_processes}",
                                  param_hint="--num-processes")
     watch_parent()
+    apply_threads(threads, num_processes)
     generator = _load_for_sampling(plugin, checkpoint, device)
     conditions = {"prompt": prompt, "prompts_file": prompts_file, "label": label,
                   "labels": labels, "labels_file": labels_file, "per_condition": per_condition}

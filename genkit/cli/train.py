@@ -11,16 +11,20 @@ from typing import Any
 import click
 
 from genkit.cli.group import INTERRUPTED, command_argv
-from genkit.cli.options import assignments
+from genkit.cli.options import assignments, config_option
+from genkit.cli.plugin_help import TrainHelp
 from genkit.data.types import DATA_OPTIONS
+from genkit.devices import apply_threads
 from genkit.discovery.registry import get_registry
 from genkit.errors import ConfigError
 from genkit.launch import end_process_group, launch_training, watch_parent, without_options
-from genkit.store.checkpoint import read_manifest, resume_point
+from genkit.store.checkpoint import read_manifest, resolve_checkpoint_dir, resume_point
 
 
-@click.command()
-@click.option("--plugin", "plugin", help="Generator family to train (see 'genkit plugins').")
+@click.command(cls=TrainHelp)
+@config_option()
+@click.option("--plugin", "plugin", help="Generator family to train (see 'genkit plugins'); "
+              "with --help, lists its config keys.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Run directory: checkpoints/, model/, logs/, metrics.jsonl.")
 @click.option("--data", help="Data source: digits, folder:PATH, text:PATH, pydoc, hf:PATH.")
@@ -32,6 +36,10 @@ from genkit.store.checkpoint import read_manifest, resume_point
 @click.option("--precision", type=click.Choice(["no", "fp16", "bf16"]), help="Mixed precision.")
 @click.option("--seed", type=int, help="Seed of the data order and the step randomness.  [default: 0]")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
+@click.option("--resume-from", type=click.Path(path_type=Path),
+              help="Continue from this training checkpoint (checkpoints/step-N) instead.")
+@click.option("--init-from", type=click.Path(path_type=Path),
+              help="Start a new run from this checkpoint's weights (and config).")
 @click.option("--checkpoint-every", type=int, help="Save a checkpoint every N steps.")
 @click.option("--keep", type=int, help="Keep only the newest N checkpoints.")
 @click.option("--grad-accum", type=int, help="Gradient accumulation steps.")
@@ -43,6 +51,14 @@ from genkit.store.checkpoint import read_manifest, resume_point
 @click.option("--log-every", type=int, help="Log every N steps.")
 @click.option("--sample-every", type=int, help="Log an image grid every N steps.")
 @click.option("--eval-every", type=int, help="Run held-out evaluation every N steps.")
+@click.option("--eval-metric", help="The figure that picks the best model (lower is better).")
+@click.option("--eval-samples", type=int, help="Samples per evaluation (FD, class coverage).")
+@click.option("--keep-best", is_flag=True, default=None,
+              help="Keep the best evaluated model as OUT/best/.")
+@click.option("--early-stop", type=int, help="Stop after N evaluations without improvement.")
+@click.option("--augment", is_flag=True, default=None,
+              help="Random flips, crops and colour jitter per image (images).")
+@click.option("--threads", type=int, help="torch CPU threads (default: the free cores).")
 @click.option("--log-with", type=click.Choice(["tensorboard", "wandb", "mlflow", "none"]))
 @click.option("--num-processes", type=int, default=1, show_default=True,
               help="Train with N processes (DDP through accelerate launch).")
@@ -70,10 +86,13 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
             sys.exit(code)
         return
     watch_parent()
-    generator, data_options = _generator_for_training(plugin, out, options.get("resume", False),
-                                                      assignments(sets), options["seed"] or 0)
+    threads = apply_threads(options.pop("threads"), num_processes)
+    generator, data_options = _generator_for_training(
+        plugin, out, options.get("resume") or options.get("resume_from") is not None,
+        options.get("resume_from") or options.get("init_from"), assignments(sets),
+        options["seed"] or 0)
     report = generator.train(data, out=out, progress=not no_progress,
-                             data_options=data_options, **options)
+                             data_options=data_options, threads=threads, **options)
     end_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         verb = "stopped at" if report.interrupted else "trained to"
@@ -86,15 +105,22 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
 
 
 def _generator_for_training(plugin: str | None, out: Path, resume: bool,
-                            sets: dict[str, str], seed: int) -> tuple[Any, dict[str, str]]:
-    """The generator to train and the data-source options found among the ``--set`` values."""
+                            source: Path | None, sets: dict[str, str],
+                            seed: int) -> tuple[Any, dict[str, str]]:
+    """The generator to train and the data-source options found among the ``--set`` values.
+
+    Resuming, or starting from a checkpoint (``--init-from``), the family and the config
+    come from that checkpoint; ``--set`` values override the config where they may.
+    """
     from genkit.api import create  # lazy: the API imports torch
 
     base: dict[str, Any] = {}
-    if resume:
-        manifest = read_manifest(resume_point(out))
+    if resume or source is not None:
+        checkpoint = resolve_checkpoint_dir(source) if source is not None else resume_point(out)
+        manifest = read_manifest(checkpoint)
         if plugin and plugin != manifest["generator"]:
-            raise ConfigError(f"--resume: {out} is a {manifest['generator']!r} run, not {plugin!r}")
+            raise ConfigError(f"{checkpoint} holds a {manifest['generator']!r} model, not "
+                              f"{plugin!r}; drop --plugin")
         plugin, base = manifest["generator"], manifest["config"]
     if not plugin:
         raise click.UsageError("--plugin is required (see 'genkit plugins')")

@@ -31,5 +31,12 @@ def register_data_sources(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_callbacks(register: Callable[..., None]) -> None:
+    """Add training callbacks: ``register(obj)``, where ``obj`` has any of
+    ``on_step_end(event)``, ``on_evaluate(event)``, ``on_checkpoint(event)`` (see
+    :class:`genkit.train.callbacks.TrainEvent`); they run in every training run."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add commands to the ``genkit`` click group (``cli.add_command(...)``)."""

@@ -365,6 +365,23 @@ class Registry:
     def data_source_specs(self) -> list[DataSourceSpec]:
         return [specs[0] for _, specs in sorted(self._sources.items())]
 
+    def training_callbacks(self) -> list[tuple[str, Any]]:
+        """``(plugin name, callback)`` for every training callback the loaded plugins
+        register (called per training run: callbacks may hold state). A plugin whose hook
+        fails is recorded, not raised (except in strict mode)."""
+        found: list[tuple[str, Any]] = []
+        for name, _plugin in self.pm.list_name_plugin():
+            info = self.plugins.get(name)
+            if info is None or not info.ok:
+                continue
+            others = [p for n, p in self.pm.list_name_plugin() if n != name]
+            hook = self.pm.subset_hook_caller("register_callbacks", others)
+            try:
+                _guarded(lambda: hook(register=lambda cb: found.append((name, cb))))  # noqa: B023
+            except Exception as exc:
+                self._fail(info, f"register_callbacks: {_one_line(exc)}", keep=True)
+        return found
+
     def add_commands(self, cli: Any) -> None:
         """Let every loaded plugin add its click commands; failures are recorded, not raised
         (except in strict mode). A plugin may add commands, never replace one."""

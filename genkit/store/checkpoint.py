@@ -163,6 +163,20 @@ def resume_point(run_dir: Path) -> Path:
     return steps[-1]
 
 
+def training_checkpoint(path: str | Path) -> Path:
+    """A chosen training checkpoint to resume from (``--resume-from``): a checkpoint
+    directory holding ``training_state/``, or a run directory's newest one."""
+    directory = Path(path).expanduser()
+    if directory.is_dir() and not (directory / MANIFEST).is_file():
+        directory = resume_point(directory)
+    directory = resolve_checkpoint_dir(directory)
+    if not (directory / TRAINING_STATE).is_dir():
+        raise TrainingError(f"--resume-from {path}: {directory} is a model without training "
+                            "state; pick a checkpoints/step-N directory of a run (or use "
+                            "--init-from to start a new run from its weights)")
+    return directory
+
+
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """The checkpoint directory for ``path``: itself, or a run directory's final model or
     newest training checkpoint."""
@@ -241,6 +255,30 @@ def checkpoint_identity(directory: Path) -> str:
 def _identity(manifest: dict[str, Any]) -> str:
     core = {key: manifest.get(key) for key in IDENTITY_KEYS}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_weights_from(generator: GeneratorContract, path: Path) -> dict[str, Any]:
+    """Load the (verified) weights of checkpoint ``path`` into ``generator`` to start a new
+    run from them (``--init-from``); returns the origin to record."""
+    directory = resolve_checkpoint_dir(path)
+    manifest = read_manifest(directory)
+    if manifest["generator"] != generator.name:
+        raise CheckpointError(f"--init-from {path} holds a {manifest['generator']!r} model; "
+                              f"it cannot start a {generator.name!r} run")
+    present = [f for f in generator.weight_files(directory)
+               if TRAINING_STATE not in f.relative_to(directory).parts]
+    verify_weights(directory, manifest, present, model_int_dtypes(generator.modules()))
+    try:
+        generator.load_weights(directory)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"--init-from {path}: its weights do not fit this model's config "
+                              f"({first_line[:160]}); drop the --set values that change the "
+                              "model's shape") from exc
+    return {"path": str(path), "identity": _identity(manifest),
+            "data": (manifest.get("training") or {}).get("data")}
 
 
 def generator_identity(generator: GeneratorContract) -> str:

@@ -43,6 +43,14 @@ class TrainArgs:
     log_every: int = 50
     sample_every: int | None = None  # image grid to TensorBoard every N steps
     eval_every: int | None = None
+    eval_metric: str | None = None  # the figure that picks the best model (lower is better)
+    eval_samples: int = 256  # samples per evaluation for the FD and coverage of image models
+    keep_best: bool = False  # keep the best evaluated model as OUT/best/
+    early_stop: int | None = None  # stop after N evaluations without improvement
+    init_from: str | None = None  # start from this checkpoint's weights
+    resume_from: str | None = None  # resume from this training checkpoint (not the newest)
+    augment: bool = False  # flips, crops and colour jitter per sample (images)
+    threads: int | None = None  # torch CPU threads (None: as set; the CLI picks free cores)
     log_with: str = "tensorboard"
     progress: bool = True
 
@@ -67,6 +75,13 @@ class TrainArgs:
         check(self.precision in PRECISIONS,
               f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         check(not self.resume or self.out, "--resume needs --out (the run directory to resume)")
+        check(self.eval_samples >= 20, "--eval-samples must be at least 20")
+        check(self.early_stop is None or self.early_stop >= 1, "--early-stop must be at least 1")
+        check(not ((self.keep_best or self.early_stop) and not self.eval_every),
+              "--keep-best and --early-stop need --eval-every N")
+        check(not (self.keep_best and not self.out), "--keep-best needs --out")
+        check(not (self.init_from and (self.resume or self.resume_from)),
+              "--init-from starts a new run; it cannot be combined with --resume")
 
 
 @dataclasses.dataclass
@@ -93,8 +108,9 @@ def resolve_args(generator: GeneratorContract, kwargs: Mapping[str, Any]) -> Tra
     """TrainArgs from engine defaults < the family's ``train_defaults`` < the caller's."""
     values = {**generator.train_defaults,
               **{k: v for k, v in kwargs.items() if v is not None}}
-    if values.get("out") is not None:
-        values["out"] = str(values["out"])
+    for key in ("out", "init_from", "resume_from"):  # paths may come as Path objects
+        if values.get(key) is not None:
+            values[key] = str(values[key])
     return build_config(TrainArgs, values, what="training option")
 
 

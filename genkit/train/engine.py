@@ -23,16 +23,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import math
 import os
 import shutil
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from genkit.config import config_to_dict
@@ -40,7 +39,6 @@ from genkit.contract import GeneratorContract
 from genkit.data.loading import load_data
 from genkit.devices import check_precision, device_name, resolve_device
 from genkit.errors import ConfigError, TrainingError
-from genkit.imaging import make_grid
 from genkit.sample.plan import iter_samples
 from genkit.seeding import derive_seed
 from genkit.store.checkpoint import (
@@ -48,10 +46,12 @@ from genkit.store.checkpoint import (
     FINAL_MODEL,
     STEP_PREFIX,
     library_versions,
+    load_weights_from,
     read_manifest,
     resume_point,
     save_checkpoint,
     step_checkpoints,
+    training_checkpoint,
 )
 from genkit.store.training_state import (
     TrainingParts,
@@ -60,10 +60,13 @@ from genkit.store.training_state import (
     write_training_state,
 )
 from genkit.train.args import TrainArgs, TrainReport, check_tracker_installed, resolve_args
+from genkit.train.callbacks import Callbacks, TrainEvent
 from genkit.train.context import StepContext
 from genkit.train.ema import make_ema
+from genkit.train.evaluation import BEST, RunEvaluator
 from genkit.train.interrupt import stop_on_interrupt
 from genkit.train.loader import make_loader
+from genkit.train.logbook import Logbook
 from genkit.train.resume import apply_optimizer_changes, resumed_args, trim_metrics
 from genkit.train.rundir import claim_run_dir
 
@@ -83,13 +86,14 @@ class Engine:
 
     def __init__(self, generator: GeneratorContract, args: TrainArgs, data: Any,
                  data_options: Mapping[str, Any] | None = None,
-                 given: Mapping[str, Any] | None = None) -> None:
+                 given: Mapping[str, Any] | None = None, callbacks: Iterable[Any] = ()) -> None:
         self.generator, self.args, self.data_spec = generator, args, data
         self.data_options = dict(data_options or {})
         self.given = dict(given or {})  # the settings the caller passed (they win on resume)
         self.out = Path(args.out) if args.out else None
         self.stop_requested = False
-        self.history: list[dict[str, float]] = []
+        self.early_stopped = False
+        self.callbacks = Callbacks(callbacks)
         # setup(): data, resume point, accelerator
         self.data_name = ""
         self.dataset: Any = None
@@ -97,6 +101,8 @@ class Engine:
         self.resume_from: Path | None = None
         self.resume_changes: dict[str, list[Any]] = {}
         self.previous_summary: dict[str, Any] = {}
+        self.init_origin: dict[str, Any] | None = None
+        self.evaluator: RunEvaluator | None = None
         self.run_dir_claim: contextlib.ExitStack | None = None
         self.accelerator: Accelerator | None = None
         self.world = 1
@@ -110,14 +116,17 @@ class Engine:
         # run()
         self.last_checkpoint: Path | None = None
         self.eval_results: dict[str, float] = {}
+        self.logbook: Logbook | None = None
 
     # -- setup -------------------------------------------------------------------
     def setup(self) -> None:
         g = self.generator
+        resuming = bool(self.args.resume or self.args.resume_from)
         if self.out is not None and int(os.environ.get("RANK", "0")) == 0:
-            self.run_dir_claim = claim_run_dir(self.out, self.args.resume)
-        if self.args.resume and self.out is not None:
-            self.resume_from = resume_point(self.out)
+            self.run_dir_claim = claim_run_dir(self.out, resuming)
+        if resuming and self.out is not None:
+            self.resume_from = (training_checkpoint(self.args.resume_from)
+                                if self.args.resume_from else resume_point(self.out))
             meta = read_training_meta(self.resume_from)
             self.args, self.resume_changes = resumed_args(meta.get("args", {}), self.given,
                                                           self.args)
@@ -125,13 +134,17 @@ class Engine:
             if self.run_dir_claim is not None:
                 trim_metrics(self.out, self.start_step)
         args = self.args
+        if args.threads:
+            torch.set_num_threads(args.threads)
         spec = self.data_spec if self.data_spec is not None else g.default_data
         if spec is None:
             raise ConfigError(f"generator {g.name!r} has no default data; pass --data")
         self.data_name = spec if isinstance(spec, str) else getattr(spec, "name", "data")
         train_data = load_data(spec, split="train", **self.data_options)
-        if g.evaluates_held_out() and isinstance(spec, str):
+        if (g.evaluates_held_out() or args.eval_every) and isinstance(spec, str):
             self.eval_data = load_data(spec, split="test", **self.data_options)
+        if args.init_from:
+            self.init_origin = load_weights_from(g, Path(args.init_from))
         if self.resume_from is not None:
             self._check_resume_compatible(self.resume_from)
             self.previous_summary = read_manifest(self.resume_from).get("training") or {}
@@ -147,6 +160,10 @@ class Engine:
             raise ConfigError(f"generator {g.name!r} steps its own optimizers: "
                               "gradient accumulation is not supported; use grad_accum=1")
         self.accelerator = self._make_accelerator()
+        self.logbook = Logbook(self.accelerator, self.out, args.log_with)
+        if self.eval_data is not None and self.accelerator.is_main_process:
+            self.evaluator = RunEvaluator(g, args, train_data, self.eval_data, self.out,
+                                          self.accelerator.device)
 
     def _check_resume_compatible(self, directory: Path) -> None:
         manifest = read_manifest(directory)
@@ -317,6 +334,7 @@ class Engine:
                         window_scalars.setdefault(key, []).append(
                             value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
                 bar.update(1)
+                self.callbacks.fire("on_step_end", TrainEvent(step, g, self.logbook.last, self.out))
                 due_ckpt = self.out is not None and args.checkpoint_every and step % args.checkpoint_every == 0
                 if step % args.log_every == 0 or step == args.steps or due_ckpt or step == self.start_step + 1:
                     last_loss = self._log(step, window, window_scalars, bar, start_time)
@@ -332,8 +350,8 @@ class Engine:
         if window:
             last_loss = self._log(step, window, window_scalars, None, start_time)
         seconds = time.perf_counter() - start_time
-        interrupted = step < args.steps
-        if not interrupted and self.eval_data is not None and \
+        interrupted = step < args.steps and not self.early_stopped
+        if not interrupted and self.evaluator is not None and \
                 not (args.eval_every and step % args.eval_every == 0):
             self._evaluate(step)
         self._finish_summary(step, seconds, last_loss)
@@ -349,58 +367,33 @@ class Engine:
             seconds=seconds, steps_per_second=done / seconds if seconds > 0 else 0.0,
             out=str(self.out) if self.out else None,
             checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
-            history=self.history, eval=dict(self.eval_results), interrupted=interrupted)
+            history=self.logbook.history, eval=dict(self.eval_results), interrupted=interrupted)
 
     def _log(self, step: int, window: list, scalars: dict, bar: Any, start: float) -> float:
-        loss_value = torch.stack(window).float().mean()
-        if self.world > 1:
-            loss_value = self.accelerator.reduce(loss_value.to(self.accelerator.device), "mean")
-        loss = float(loss_value)
-        if not math.isfinite(loss):
-            last = f"; the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else ""
-            raise TrainingError(f"the loss became {loss} at step {step}{last}; lower --lr, "
-                                "set clip_grad, or check the data")
-        record = {"step": step, "loss": loss,
-                  "lr": float(next(iter(self.schedulers.values())).get_last_lr()[0]),
-                  "time": round(time.perf_counter() - start, 3)}
-        for key, values in scalars.items():
-            record[key] = float(torch.stack(values).float().mean())
-        self.history.append(record)
-        if bar is not None:
-            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-        if self.accelerator.is_main_process and self.out is not None:
-            self._append_metrics(record)
-            if self.args.log_with != "none":
-                self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
-        return loss
-
-    def _append_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+        lr = float(next(iter(self.schedulers.values())).get_last_lr()[0])
+        return self.logbook.step(step, window, scalars, lr, start, bar, self.last_checkpoint)
 
     def _log_samples(self, step: int) -> None:
-        if self.generator.modality != "image" or not self.accelerator.is_main_process:
-            return
-        if self.out is None or self.args.log_with != "tensorboard":
-            return
-        images = [s.output for s in iter_samples(self.generator, n=16, seed=self.args.seed)]
-        tracker = self.accelerator.get_tracker("tensorboard", unwrap=True)
-        tracker.add_image("samples", np.asarray(make_grid(images).convert("RGB")), step,
-                          dataformats="HWC")
+        if self.generator.modality == "image" and self.logbook.writes:
+            self.logbook.images(step, [s.output for s in iter_samples(
+                self.generator, n=16, seed=self.args.seed)])
 
     def _evaluate(self, step: int) -> None:
-        if self.eval_data is None or not self.accelerator.is_main_process:
+        if self.evaluator is None:
             return
-        g = self.generator
-        with g.inference():  # the same context as sampling: eval mode, EMA weights
-            results = dict(g.evaluate(self.eval_data))
+        results, is_best = self.evaluator.evaluate(step)
+        if is_best and self.args.keep_best and self.out is not None:
+            self._summary_at(step)
+            save_checkpoint(self.generator, self.out / BEST)
         self.eval_results = results
-        if self.history:
-            self.history[-1].update({f"eval_{k}": v for k, v in results.items()})
-        if self.out is not None:
-            self._append_metrics({"step": step, **{f"eval_{k}": v for k, v in results.items()}})
-            if self.args.log_with != "none":
-                self.accelerator.log({f"eval/{k}": v for k, v in results.items()}, step=step)
+        self.logbook.evaluation(step, results)
+        self.callbacks.fire("on_evaluate", TrainEvent(step, self.generator, results, self.out,
+                                                      is_best=is_best))
+        if self.evaluator.should_stop:
+            print(f"Early stop at step {step}: no better {self.evaluator.metric} in "
+                  f"{self.args.early_stop} evaluations (best {self.evaluator.best:.4g} at "
+                  f"step {self.evaluator.best_step})", file=sys.stderr)
+            self.early_stopped = self.stop_requested = True
 
     def _finish_summary(self, step: int, seconds: float, last_loss: float | None) -> None:
         args, acc = self.args, self.accelerator
@@ -410,32 +403,43 @@ class Engine:
             "grad_accum": args.grad_accum, "lr": args.lr, "lr_schedule": args.lr_schedule,
             "seed": args.seed, "device": str(acc.device),
             "device_name": device_name(acc.device), "precision": args.precision,
-            "num_processes": self.world, "ema_decay": args.ema_decay,
+            "num_processes": self.world, "threads": torch.get_num_threads(),
+            "ema_decay": args.ema_decay,
             "seconds": round(float(previous.get("seconds", 0.0)) + seconds, 2),
             "final_loss": last_loss,
             "resumes": previous.get("resumes", []) + (
                 [{"step": self.start_step, "changed": self.resume_changes}]
                 if self.resume_from is not None else []),
-            "last_metrics": self.history[-1] if self.history else {},
+            "last_metrics": self.logbook.history[-1] if self.logbook.history else {},
             "eval": self.eval_results, "versions": library_versions(),
+            "init_from": self.init_origin or previous.get("init_from"),
+            "evaluation": self.evaluator.summary() if self.evaluator else None,
+            "early_stopped": self.early_stopped,
         }
+
+    def _summary_at(self, step: int) -> None:
+        """The training summary a checkpoint written at ``step`` carries."""
+        if not self.generator.training_summary:
+            history = self.logbook.history
+            self._finish_summary(step, 0.0, history[-1]["loss"] if history else None)
+        else:
+            self.generator.training_summary["steps"] = step
 
     def _save(self, step: int) -> None:
         """A training checkpoint at ``step`` (main process writes; everyone waits)."""
         acc = self.accelerator
-        if self.history and not math.isfinite(self.history[-1]["loss"]):
+        if self.logbook.history and not math.isfinite(self.logbook.history[-1]["loss"]):
             return
         path = self.out / CHECKPOINTS / f"{STEP_PREFIX}{step:08d}"
         if acc.is_main_process:
-            if not self.generator.training_summary:
-                self._finish_summary(step, 0.0, self.history[-1]["loss"] if self.history else None)
-            else:
-                self.generator.training_summary["steps"] = step
+            self._summary_at(step)
             meta = {"step": step, "batches_seen": step * self.args.grad_accum,
                     "args": config_to_dict(self.args), "world": self.world}
             save_checkpoint(self.generator, path,
                             write_extra=lambda tmp: write_training_state(tmp, self._parts(), meta))
             self._prune()
+            self.callbacks.fire("on_checkpoint", TrainEvent(step, self.generator, self.logbook.last,
+                                                            self.out, path=path))
         acc.wait_for_everyone()
         self.last_checkpoint = path
 
@@ -463,14 +467,17 @@ class Engine:
 
 
 def train(generator: GeneratorContract, data: Any = None,
-          data_options: Mapping[str, Any] | None = None, **kwargs: Any) -> TrainReport:
+          data_options: Mapping[str, Any] | None = None, callbacks: Iterable[Any] = (),
+          **kwargs: Any) -> TrainReport:
     """Train ``generator`` on ``data``; see :class:`TrainArgs` for the keywords.
 
-    ``data_options`` go to the data source (e.g. ``{"column": "text"}`` for ``hf:PATH``).
+    ``data_options`` go to the data source (e.g. ``{"column": "text"}`` for ``hf:PATH``);
+    ``callbacks`` are objects with ``on_step_end`` / ``on_evaluate`` / ``on_checkpoint``
+    (see :mod:`genkit.train.callbacks`), called besides the plugins' own.
     """
     args = resolve_args(generator, kwargs)
     given = {k: v for k, v in kwargs.items() if v is not None}
-    engine = Engine(generator, args, data, data_options, given)
+    engine = Engine(generator, args, data, data_options, given, callbacks)
     try:
         engine.setup()
         engine.build()

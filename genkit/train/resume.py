@@ -26,6 +26,8 @@ FIXED_ON_RESUME = ("batch_size", "grad_accum", "seed", "epochs", "warmup_steps",
                    "ema_decay", "ema_warmup")
 #: settings whose new value must be pushed into the restored optimizers
 OPTIMIZER_SETTINGS = ("lr", "weight_decay")
+#: how a run was started, not what it is: never recorded as a change
+BOOKKEEPING = ("resume", "resume_from", "out", "progress")
 
 
 def resumed_args(saved: Mapping[str, Any], given: Mapping[str, Any],
@@ -40,7 +42,7 @@ def resumed_args(saved: Mapping[str, Any], given: Mapping[str, Any],
     explicit = {k: getattr(current, k) for k in given if k in fields}
     merged = build_config(TrainArgs, {**base, **explicit}, what="training option")
     changes = {k: [base[k], v] for k, v in config_to_dict(merged).items()
-               if k in base and k in explicit and base[k] != v}
+               if k in base and k in explicit and base[k] != v and k not in BOOKKEEPING}
     fixed = sorted(k for k in changes if k in FIXED_ON_RESUME)
     if fixed:
         shown = ", ".join(f"--{k.replace('_', '-')} {changes[k][0]} -> {changes[k][1]}"
