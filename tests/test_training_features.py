@@ -244,3 +244,17 @@ def test_a_locked_run_folder_names_its_holder(toy_registry, tmp_path):
     (tmp_path / "r").mkdir()
     with folder_lock(tmp_path / "r", "--out"), pytest.raises(FolderBusyError, match="pid"):
         genkit.create("toy").train("digits", steps=1, out=tmp_path / "r", **QUIET)
+
+
+def test_a_time_budget_ends_on_time_and_a_resume_gets_the_rest(toy_registry, tmp_path):
+    g = genkit.create("toy")
+    report = g.train("digits", time="4s", out=tmp_path / "r", lr_schedule="cosine", **QUIET)
+    assert abs(report.seconds - 4.0) <= 0.4, report.seconds  # within 10% of the budget
+    summary = genkit.load(tmp_path / "r").training_summary
+    assert summary["time_budget"] == 4.0 and summary["steps"] == report.steps > 20
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["lr"] < 0.1 * 3e-3  # the cosine schedule was stretched to end there
+    again = genkit.create("toy").train("digits", time=6, out=tmp_path / "r", resume=True, **QUIET)
+    assert again.start_step == report.steps and abs(again.seconds - 2.0) <= 0.6, again.seconds
+    with pytest.raises(ConfigError, match="--time"):
+        genkit.create("toy").train("digits", time="ten minutes", **QUIET)

@@ -30,6 +30,7 @@ from genkit.store.checkpoint import read_manifest, resolve_checkpoint_dir, resum
 @click.option("--data", help="Data source: digits, folder:PATH, text:PATH, pydoc, hf:PATH.")
 @click.option("--steps", type=int, help="Optimizer steps to train for.")
 @click.option("--epochs", type=int, help="Whole passes over the data (instead of --steps).")
+@click.option("--time", help="Train for this wall-clock time (10m, 1h30m, 600): sets the steps.")
 @click.option("--batch-size", type=int, help="Global batch size of one step.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
@@ -96,8 +97,9 @@ def train(plugin: str | None, out: Path, data: str | None, num_processes: int,
     end_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         verb = "stopped at" if report.interrupted else "trained to"
+        loss = "no new steps" if report.final_loss is None else f"loss {report.final_loss:.4g}"
         click.echo(f"{generator.name}: {verb} step {report.steps} in {report.seconds:.1f} s "
-                   f"({report.steps_per_second:.2f} steps/s), loss {report.final_loss:.4g}; "
+                   f"({report.steps_per_second:.2f} steps/s), {loss}; "
                    f"checkpoint {report.checkpoint}", err=True)
         if report.interrupted:
             click.echo(f"Resume with: genkit train --out {out} --resume", err=True)

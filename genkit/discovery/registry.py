@@ -76,12 +76,33 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what plugin code writes to stdout, through Python or straight to file
+    descriptor 1 (C extensions), to stderr instead."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (an embedding host): Python-level only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _guarded(fn: Callable[[], T]) -> T:
     """Run plugin code: its prints go to stderr (stdout may be JSON), and every exception
     it raises, ``SystemExit`` included, comes back as a plain ``Exception`` (Ctrl-C still
     interrupts)."""
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with _stdout_to_stderr():
             return fn()
     except KeyboardInterrupt:
         raise

@@ -276,6 +276,7 @@ def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = Non
     plan = plan_samples(generator, n, dict(kwargs))
     shard_ = parse_shard(shard)
     _prepare_out(out)
+    check_owned(out)  # before the lock file is made: a user's folder is left as it was
     with _lock(out, shard_), _os_errors(out):
         if shard_[1] == 1:
             remove_leftovers(out)  # no other process writes here: a killed run's temp files

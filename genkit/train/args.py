@@ -12,6 +12,7 @@ from genkit.config import build_config, check
 from genkit.contract import GeneratorContract
 from genkit.devices import PRECISIONS
 from genkit.errors import ConfigError
+from genkit.train.budget import parse_duration
 
 LR_SCHEDULES = ("constant", "linear", "cosine")
 TRACKERS = ("tensorboard", "wandb", "mlflow", "none")
@@ -50,6 +51,7 @@ class TrainArgs:
     init_from: str | None = None  # start from this checkpoint's weights
     resume_from: str | None = None  # resume from this training checkpoint (not the newest)
     augment: bool = False  # flips, crops and colour jitter per sample (images)
+    time: float | str | None = None  # a wall-clock budget ("10m", "1h30m", seconds): sets steps
     threads: int | None = None  # torch CPU threads (None: as set; the CLI picks free cores)
     log_with: str = "tensorboard"
     progress: bool = True
@@ -76,6 +78,8 @@ class TrainArgs:
               f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         check(not self.resume or self.out, "--resume needs --out (the run directory to resume)")
         check(self.eval_samples >= 20, "--eval-samples must be at least 20")
+        if self.time is not None:
+            parse_duration(self.time)  # a clear error now, not after the data is loaded
         check(self.early_stop is None or self.early_stop >= 1, "--early-stop must be at least 1")
         check(not ((self.keep_best or self.early_stop) and not self.eval_every),
               "--keep-best and --early-stop need --eval-every N")

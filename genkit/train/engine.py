@@ -37,7 +37,7 @@ import torch
 from genkit.config import config_to_dict
 from genkit.contract import GeneratorContract
 from genkit.data.loading import load_data
-from genkit.devices import check_precision, device_name, resolve_device
+from genkit.devices import device_name
 from genkit.errors import ConfigError, TrainingError
 from genkit.sample.plan import iter_samples
 from genkit.seeding import derive_seed
@@ -59,7 +59,9 @@ from genkit.store.training_state import (
     read_training_state,
     write_training_state,
 )
-from genkit.train.args import TrainArgs, TrainReport, check_tracker_installed, resolve_args
+from genkit.train.accel import make_accelerator, needs_optimizer_wrapper
+from genkit.train.args import TrainArgs, TrainReport, resolve_args
+from genkit.train.budget import UNPLANNED_STEPS, TimeBudget, parse_duration
 from genkit.train.callbacks import Callbacks, TrainEvent
 from genkit.train.context import StepContext
 from genkit.train.ema import make_ema
@@ -69,6 +71,7 @@ from genkit.train.loader import make_loader
 from genkit.train.logbook import Logbook
 from genkit.train.resume import apply_optimizer_changes, resumed_args, trim_metrics
 from genkit.train.rundir import claim_run_dir
+from genkit.train.schedules import make_schedule, stretch_schedule
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -93,6 +96,8 @@ class Engine:
         self.out = Path(args.out) if args.out else None
         self.stop_requested = False
         self.early_stopped = False
+        self.budget: TimeBudget | None = None
+        self.budget_spent = False
         self.callbacks = Callbacks(callbacks)
         # setup(): data, resume point, accelerator
         self.data_name = ""
@@ -133,6 +138,8 @@ class Engine:
             self.start_step = meta["step"]
             if self.run_dir_claim is not None:
                 trim_metrics(self.out, self.start_step)
+        if self.args.time is not None:  # the budget sets the steps once it has measured the rate
+            self.args = dataclasses.replace(self.args, steps=UNPLANNED_STEPS)
         args = self.args
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -159,7 +166,8 @@ class Engine:
         if g.manual_optimization and args.grad_accum > 1:
             raise ConfigError(f"generator {g.name!r} steps its own optimizers: "
                               "gradient accumulation is not supported; use grad_accum=1")
-        self.accelerator = self._make_accelerator()
+        self.accelerator = make_accelerator(args, self.out, g.config)
+        self.world = self.accelerator.num_processes
         self.logbook = Logbook(self.accelerator, self.out, args.log_with)
         if self.eval_data is not None and self.accelerator.is_main_process:
             self.evaluator = RunEvaluator(g, args, train_data, self.eval_data, self.out,
@@ -179,70 +187,15 @@ class Engine:
             raise TrainingError(f"--resume: the config differs from the checkpoint's in "
                                 f"{', '.join(differ)}; resume with the same settings")
 
-    def _make_accelerator(self) -> Accelerator:
-        from accelerate import Accelerator
-        from accelerate.state import AcceleratorState, PartialState
-        from accelerate.utils import DataLoaderConfiguration
-
-        args = self.args
-        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-        device = None if distributed else resolve_device(args.device)
-        if device is not None:
-            check_precision(args.precision, device)
-            if device.type == "cuda" and device.index is not None:
-                torch.cuda.set_device(device)
-        if not distributed:
-            # A fresh state per run in one process (tests, notebooks). accelerate has no
-            # public reset; its own test suite calls these.
-            AcceleratorState._reset_state(reset_partial_state=True)
-            PartialState._reset_state()
-        trackers = None
-        if self.out is not None and args.log_with != "none":
-            trackers = args.log_with
-            check_tracker_installed(trackers)
-        if distributed:  # each process takes its own GPU; without GPUs, gloo on the CPU
-            use_cpu = args.device == "cpu" or not torch.cuda.is_available()
-        else:
-            use_cpu = device.type == "cpu"
-        accelerator = Accelerator(
-            cpu=use_cpu,
-            mixed_precision=args.precision,
-            gradient_accumulation_steps=args.grad_accum,
-            log_with=trackers,
-            project_dir=str(self.out / "logs") if self.out else None,
-            dataloader_config=DataLoaderConfiguration(split_batches=True),
-        )
-        self.world = accelerator.num_processes
-        if args.batch_size % self.world:
-            raise ConfigError(f"--batch-size {args.batch_size} must be divisible by the number "
-                              f"of processes ({self.world})")
-        if trackers:
-            try:
-                accelerator.init_trackers("genkit", config=self._flat_config())
-            except Exception as exc:  # an optional tracker that is not installed
-                raise ConfigError(f"cannot start the {trackers} logger: {exc}; install it or "
-                                  "use --log-with tensorboard") from None
-        return accelerator
-
-    def _flat_config(self) -> dict[str, Any]:
-        values = {f"train/{k}": v for k, v in config_to_dict(self.args).items()}
-        values.update({f"model/{k}": v for k, v in config_to_dict(self.generator.config).items()})
-        return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()}
-
     # -- build -------------------------------------------------------------------
     def build(self) -> None:
-        from transformers import get_scheduler
-
         args, g, acc = self.args, self.generator, self.accelerator
         g.to(acc.device)
         for module in g.modules().values():
             module.train()
         self.optimizers = dict(g.configure_optimizers(args))
-        self.schedulers = {
-            name: get_scheduler(
-                "constant_with_warmup" if args.lr_schedule == "constant" else args.lr_schedule,
-                optimizer=opt, num_warmup_steps=args.warmup_steps, num_training_steps=args.steps)
-            for name, opt in self.optimizers.items()}
+        self.schedulers = {name: make_schedule(opt, args, args.steps)
+                           for name, opt in self.optimizers.items()}
         g.ema = None
         if args.ema_decay and g.ema_modules:
             modules = g.modules()
@@ -253,13 +206,21 @@ class Engine:
             read_training_state(self.resume_from, self._parts())
             apply_optimizer_changes(self.optimizers, self.schedulers, self.resume_changes)
         names = list(g.modules())
-        prepared = acc.prepare(*g.modules().values(), *self.optimizers.values())
+        optimizers = list(self.optimizers.values()) if needs_optimizer_wrapper(acc) else []
+        prepared = acc.prepare(*g.modules().values(), *optimizers)
         prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
         self.prepared_models = dict(zip(names, prepared[:len(names)]))
-        self.optimizers = dict(zip(self.optimizers, prepared[len(names):]))
+        if optimizers:
+            self.optimizers = dict(zip(self.optimizers, prepared[len(names):]))
         self.step_generator = torch.Generator(device=acc.device)
         self.loader = make_loader(self.dataset, args, acc.process_index, self.world,
                                   self.start_step * args.grad_accum, acc.device.type == "cuda")
+
+    def _resize(self, total: int, step: int) -> None:
+        """A time budget's plan: ``total`` steps, the schedules stretched to end there."""
+        self.args = dataclasses.replace(self.args, steps=total)
+        self.schedulers = {name: stretch_schedule(opt, self.args, total, step)
+                           for name, opt in self.optimizers.items()}
 
     def _parts(self) -> TrainingParts:
         return TrainingParts(self.generator, self.optimizers, self.schedulers,
@@ -313,8 +274,11 @@ class Engine:
         bar = tqdm(total=args.steps, initial=step, disable=not (args.progress and acc.is_main_process),
                    desc=f"train {g.name}", unit="step", dynamic_ncols=True)
         self.last_checkpoint = self.resume_from
+        if args.time is not None:  # what earlier parts of a resumed run spent counts
+            self.budget = TimeBudget(parse_duration(args.time),
+                                     spent=float(self.previous_summary.get("seconds", 0.0)))
         with stop_on_interrupt(self.request_stop):
-            while step < args.steps:
+            while step < self.args.steps:
                 if self.stop_requested:
                     break
                 for micro in range(args.grad_accum):
@@ -335,6 +299,8 @@ class Engine:
                             value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
                 bar.update(1)
                 self.callbacks.fire("on_step_end", TrainEvent(step, g, self.logbook.last, self.out))
+                if self.budget is not None:
+                    self._follow_budget(step, bar)
                 due_ckpt = self.out is not None and args.checkpoint_every and step % args.checkpoint_every == 0
                 if step % args.log_every == 0 or step == args.steps or due_ckpt or step == self.start_step + 1:
                     last_loss = self._log(step, window, window_scalars, bar, start_time)
@@ -350,7 +316,8 @@ class Engine:
         if window:
             last_loss = self._log(step, window, window_scalars, None, start_time)
         seconds = time.perf_counter() - start_time
-        interrupted = step < args.steps and not self.early_stopped
+        args = self.args  # a time budget may have changed the number of steps
+        interrupted = step < args.steps and not (self.early_stopped or self.budget_spent)
         if not interrupted and self.evaluator is not None and \
                 not (args.eval_every and step % args.eval_every == 0):
             self._evaluate(step)
@@ -368,6 +335,15 @@ class Engine:
             out=str(self.out) if self.out else None,
             checkpoint=str(self.last_checkpoint) if self.last_checkpoint else None,
             history=self.logbook.history, eval=dict(self.eval_results), interrupted=interrupted)
+
+    def _follow_budget(self, step: int, bar: Any) -> None:
+        total = self.budget.plan(step)
+        if total is not None and total != self.args.steps:
+            self._resize(total, step)
+            bar.total = total
+        if self.budget.expired and step < self.args.steps:
+            print(f"Time budget spent at step {step}: finishing the run", file=sys.stderr)
+            self.budget_spent = self.stop_requested = True
 
     def _log(self, step: int, window: list, scalars: dict, bar: Any, start: float) -> float:
         lr = float(next(iter(self.schedulers.values())).get_last_lr()[0])
@@ -415,6 +391,8 @@ class Engine:
             "init_from": self.init_origin or previous.get("init_from"),
             "evaluation": self.evaluator.summary() if self.evaluator else None,
             "early_stopped": self.early_stopped,
+            "time_budget": self.budget.seconds if self.budget else None,
+            "budget_spent": self.budget_spent,
         }
 
     def _summary_at(self, step: int) -> None:

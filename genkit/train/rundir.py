@@ -20,17 +20,14 @@ def claim_run_dir(out: Path, resume: bool) -> contextlib.ExitStack:
     there gets one line naming the holder), remove a killed run's temporary directories,
     and check it fits ``resume``. Returns the stack that holds the lock."""
     _check_writable(out)
+    _check_foreign(out)  # before the lock file is made: a user's folder is left as it was
     stack = contextlib.ExitStack()
     stack.enter_context(folder_lock(out, "--out"))
     try:
         for folder in (out, out / CHECKPOINTS):
             if folder.is_dir():
                 remove_leftovers(folder)
-        foreign = sorted(p.name for p in out.iterdir()
-                         if p.name not in RUN_ENTRIES and not p.name.startswith(".genkit"))
-        if foreign:
-            raise TrainingError(f"--out {out} holds files that are not a genkit run "
-                                f"({', '.join(foreign[:3])}); choose an empty or new folder")
+        _check_foreign(out)
         if not resume and step_checkpoints(out):
             raise TrainingError(f"{out} already holds training checkpoints; pass --resume to "
                                 "continue that run, or choose a new --out")
@@ -38,6 +35,15 @@ def claim_run_dir(out: Path, resume: bool) -> contextlib.ExitStack:
         stack.close()
         raise
     return stack
+
+
+def _check_foreign(out: Path) -> None:
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES
+                     and not p.name.startswith(".genkit") and ".tmp-" not in p.name
+                     and ".old-" not in p.name)
+    if foreign:
+        raise TrainingError(f"--out {out} holds files that are not a genkit run "
+                            f"({', '.join(foreign[:3])}); choose an empty or new folder")
 
 
 def _check_writable(out: Path) -> None:
