@@ -55,7 +55,7 @@ def launch_training(argv: Sequence[str], processes: int, precision: str | None) 
         raise TrainingError(f"--num-processes must be at least 1, got {processes}")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
            "--num_processes", str(processes), "--num_machines", "1",
-           "--mixed_precision", precision or "no", "--dynamo_backend", "no",
+           "--mixed_precision", precision if precision in ("no", "fp16", "bf16") else "no", "--dynamo_backend", "no",
            "-m", "genkit", "train", *argv]
     return _run_all([cmd], [_child_env()])[0]
 

@@ -9,7 +9,9 @@ twice with the same seed (under ``torch.autocast(bfloat16)`` for bf16) and check
 - images are not blank (a NaN turned into uint8 gives a constant image) and texts not empty,
 
 then prints training steps/s and samples/s for bf16 beside fp32 (after an untimed warm-up
-run of each plugin). Exit status 0 when every
+run of each plugin), and the model FLOPs utilisation (MFU) of the UNet and GPT training
+steps: FLOPs of one step counted by ``torch.utils.flop_counter`` x steps/s over the GPU's
+peak bf16 dense FLOP/s (known GPUs, or ``--peak-tflops``). Exit status 0 when every
 check passes, 1 when one fails. Without a CUDA GPU it prints "no CUDA GPU: skipped" and
 exits 0.
 
@@ -41,6 +43,10 @@ PLUGINS: dict[str, dict[str, Any]] = {
             "options": {"max_new_tokens": 64, "prompt": "The "}},
 }
 PRECISIONS = ("bf16", "no")  # "no": fp32
+MFU_PLUGINS = ("diffusion", "gpt")
+#: dense bf16 tensor-core peak, TFLOP/s, by a fragment of the device name
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+                    "A10G": 125.0, "4090": 165.0, "3090": 71.0, "V100": 125.0, "T4": 65.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda",
                    help="cuda or cuda:N; cpu runs the same checks on the CPU (to test the script)")
     p.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
+    p.add_argument("--peak-tflops", type=float, help="the GPU's peak bf16 TFLOP/s (for MFU)")
     return p.parse_args(argv)
 
 
@@ -104,6 +111,56 @@ def check_one(name: str, precision: str, steps: int, device: str) -> dict[str, A
         "deterministic": sample_key(draws[0]) == sample_key(draws[1]),
         "not_blank": not_blank(draws[0]),
     }
+
+
+def step_flops(name: str, device: str) -> float:
+    """FLOPs of one training step (forward and backward) of plugin ``name``'s model at
+    its check config and batch size, counted by torch's FlopCounterMode."""
+    from types import SimpleNamespace
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import genkit
+
+    spec = PLUGINS[name]
+    g = genkit.create(name, **spec["config"]).to(device)
+    dataset = g.make_dataset(genkit.load_data(spec["data"]), "train")
+    if hasattr(dataset, "__getitems__"):
+        batch = dataset.__getitems__(list(range(spec["batch_size"])))
+    else:
+        batch = torch.utils.data.default_collate([dataset[i] for i in range(spec["batch_size"])])
+    batch = {k: v.to(device) for k, v in batch.items()}
+    ctx = SimpleNamespace(models=g.modules(), generator=torch.Generator(device).manual_seed(0),
+                          step=0, device=torch.device(device), unwrap=lambda m: m)
+    with FlopCounterMode(display=False) as counter:
+        g.training_step(batch, ctx)["loss"].backward()
+    return float(counter.get_total_flops())
+
+
+def peak_flops(device: str, given: float | None) -> float | None:
+    """Peak bf16 FLOP/s of the device: ``given`` TFLOP/s, else from the table by name."""
+    import torch
+
+    if given:
+        return given * 1e12
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else ""
+    return next((tf * 1e12 for key, tf in PEAK_BF16_TFLOPS.items() if key in name), None)
+
+
+def print_mfu(rows: list[dict[str, Any]], device: str, peak_tflops: float | None) -> None:
+    """MFU of the bf16 training steps of the UNet and the GPT."""
+    peak = peak_flops(device, peak_tflops)
+    for row in rows:
+        if "error" in row or row["plugin"] not in MFU_PLUGINS or row["precision"] != "bf16":
+            continue
+        flops = step_flops(row["plugin"], device)
+        achieved = flops * row["train_steps_per_s"]
+        line = f"{row['plugin']}: {flops / 1e9:.2f} GFLOP/step, {achieved / 1e12:.2f} TFLOP/s"
+        if peak:
+            line += f", MFU {achieved / peak:.1%} of {peak / 1e12:.0f} TFLOP/s"
+            print(f"RESULT gpu_{row['plugin']}_mfu={achieved / peak:.4f}")
+        print(line + ("" if peak else " (pass --peak-tflops for MFU)"))
 
 
 def run(name: str, precision: str, steps: int, device: str) -> dict[str, Any]:
@@ -166,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run(name, precision, args.steps, args.device))
             print(f"  done {name} {rows[-1]['precision']}", flush=True)
     print_table(rows)
+    print_mfu(rows, args.device, args.peak_tflops)
     if args.json_out:
         with open(args.json_out, "w", encoding="utf-8") as fh:
             json.dump(rows, fh, indent=2)

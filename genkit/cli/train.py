@@ -34,7 +34,8 @@ from genkit.store.checkpoint import read_manifest, resolve_checkpoint_dir, resum
 @click.option("--batch-size", type=int, help="Global batch size of one step.")
 @click.option("--lr", type=float, help="Learning rate.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
-@click.option("--precision", type=click.Choice(["no", "fp16", "bf16"]), help="Mixed precision.")
+@click.option("--precision", type=click.Choice(["auto", "no", "fp16", "bf16"]),
+              help="Mixed precision (auto: bf16 on a CUDA GPU that supports it).")
 @click.option("--seed", type=int, help="Seed of the data order and the step randomness.  [default: 0]")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--resume-from", type=click.Path(path_type=Path),

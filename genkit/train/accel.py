@@ -27,9 +27,12 @@ def make_accelerator(args: TrainArgs, out: Path | None, model_config: Any) -> Ac
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = None if distributed else resolve_device(args.device)
     if device is not None:
-        check_precision(args.precision, device)
+        precision = check_precision(args.precision, device)
         if device.type == "cuda" and device.index is not None:
             torch.cuda.set_device(device)
+    else:  # each process takes a GPU when there are any
+        gpu = torch.cuda.is_available() and args.device != "cpu"
+        precision = check_precision(args.precision, torch.device("cuda" if gpu else "cpu"))
     if not distributed:
         # A fresh state per run in one process (tests, notebooks). accelerate has no
         # public reset; its own test suite calls these.
@@ -45,7 +48,7 @@ def make_accelerator(args: TrainArgs, out: Path | None, model_config: Any) -> Ac
         use_cpu = device.type == "cpu"
     accelerator = Accelerator(
         cpu=use_cpu,
-        mixed_precision=args.precision,
+        mixed_precision=precision,
         gradient_accumulation_steps=args.grad_accum,
         log_with=trackers,
         project_dir=str(out / "logs") if out else None,

@@ -28,7 +28,7 @@ class TrainArgs:
     lr: float = 1e-3
     weight_decay: float = 0.0
     device: str = "auto"
-    precision: str = "no"  # no | fp16 | bf16 (accelerate mixed precision)
+    precision: str = "auto"  # auto (bf16 on CUDA GPUs that have it, else no) | no | fp16 | bf16
     seed: int = 0
     out: str | None = None
     resume: bool = False

@@ -378,7 +378,7 @@ class Engine:
             "data": self.data_name, "steps": step, "batch_size": args.batch_size,
             "grad_accum": args.grad_accum, "lr": args.lr, "lr_schedule": args.lr_schedule,
             "seed": args.seed, "device": str(acc.device),
-            "device_name": device_name(acc.device), "precision": args.precision,
+            "device_name": device_name(acc.device), "precision": str(acc.mixed_precision),
             "num_processes": self.world, "threads": torch.get_num_threads(),
             "ema_decay": args.ema_decay,
             "seconds": round(float(previous.get("seconds", 0.0)) + seconds, 2),
