@@ -45,7 +45,13 @@ from genkit.seeding import check_label, sample_generators, sample_labels, sample
 
 if TYPE_CHECKING:
     from genkit.api import Generator
-    from genkit.data.datasets import TensorDictDataset, image_dataset, images_to_tensor
+    from genkit.data.datasets import (
+        TensorDictDataset,
+        image_dataset,
+        images_to_tensor,
+        make_train_dataset,
+    )
+    from genkit.data.lazy import materialise
     from genkit.train.args import TrainArgs
     from genkit.train.context import StepContext
 
@@ -73,6 +79,8 @@ __all__ = [
     "images_to_tensor",
     "load_data",
     "make_grid",
+    "make_train_dataset",
+    "materialise",
     "pil_to_tensor",
     "resolve_device",
     "sample_generators",
@@ -89,6 +97,8 @@ _LAZY = {
     "TensorDictDataset": "genkit.data.datasets",
     "image_dataset": "genkit.data.datasets",
     "images_to_tensor": "genkit.data.datasets",
+    "make_train_dataset": "genkit.data.datasets",
+    "materialise": "genkit.data.lazy",
     "TrainArgs": "genkit.train.args",
     "StepContext": "genkit.train.context",
 }

@@ -27,7 +27,8 @@ from genkit.store.checkpoint import read_manifest, resolve_checkpoint_dir, resum
               "with --help, lists its config keys.")
 @click.option("--out", required=True, type=click.Path(path_type=Path),
               help="Run directory: checkpoints/, model/, logs/, metrics.jsonl.")
-@click.option("--data", help="Data source: digits, folder:PATH, text:PATH, pydoc, hf:PATH.")
+@click.option("--data", help="Data source: digits, folder:PATH, text:PATH, pydoc, "
+              "hf:PATH|ORG/NAME (data options: --set split=, image_column=, ...).")
 @click.option("--steps", type=int, help="Optimizer steps to train for.")
 @click.option("--epochs", type=int, help="Whole passes over the data (instead of --steps).")
 @click.option("--time", help="Train for this wall-clock time (10m, 1h30m, 600): sets the steps.")
@@ -49,7 +50,9 @@ from genkit.store.checkpoint import read_manifest, resolve_checkpoint_dir, resum
 @click.option("--warmup-steps", type=int, help="Learning-rate warm-up steps.")
 @click.option("--lr-schedule", type=click.Choice(["constant", "linear", "cosine"]))
 @click.option("--ema-decay", type=float, help="EMA decay of the weights (0 turns EMA off).")
-@click.option("--num-workers", type=int, help="DataLoader worker processes.")
+@click.option("--num-workers", type=int,
+              help="DataLoader worker processes (default: automatic, min(4, cores-1) for "
+                   "image folders).")
 @click.option("--log-every", type=int, help="Log every N steps.")
 @click.option("--sample-every", type=int, help="Log an image grid every N steps.")
 @click.option("--eval-every", type=int, help="Run held-out evaluation every N steps.")

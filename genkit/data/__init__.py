@@ -1,2 +1,3 @@
-"""Data: what genkit trains on (types), where it comes from (sources, loading), and
-the in-memory datasets plugins build from it."""
+"""Data: what genkit trains on (types, options), where it comes from (sources: folders
+listed lazily, Hugging Face data sets, streams), and the datasets plugins build from it
+(in-memory tensors, lazily decoded images, augmentation, the decoded cache)."""

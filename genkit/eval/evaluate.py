@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from genkit.contract import GeneratorContract
+from genkit.data.lazy import materialise
 from genkit.data.loading import load_data
 from genkit.data.types import ImageData
 from genkit.devices import resolve_device
@@ -59,6 +60,7 @@ from genkit.store.modelcard import write_model_card
 
 DEFAULT_DRAWS = 3
 MIN_SAMPLES = 10
+MAX_EVAL_IMAGES = 10_000  # rows of a large data set decoded for evaluation
 
 
 def evaluate(path_or_generator: str | Path | GeneratorContract, data: Any = None, n: int = 500,
@@ -129,8 +131,13 @@ def _data_spec(generator: GeneratorContract, data: Any) -> Any:
     return spec
 
 
-def _load_splits(spec: Any, modality: str) -> tuple[Any, Any]:
+def _load_splits(spec: Any, modality: str, channels: int | None = None) -> tuple[Any, Any]:
+    """The train and test splits, decoded in memory (a lazy folder or a stream: at most
+    :data:`MAX_EVAL_IMAGES` rows, a fixed seeded subset)."""
     train, test = load_data(spec, "train"), load_data(spec, "test")
+    if modality == "image":
+        train = materialise(train, max_n=MAX_EVAL_IMAGES, channels=channels)
+        test = materialise(test, max_n=MAX_EVAL_IMAGES, channels=channels)
     if train.modality != modality:
         raise DataError(f"data {train.name!r} holds {train.modality} data but the generator "
                         f"makes {modality}; pass a matching --data")
@@ -143,7 +150,7 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
                      features: str | Path | None, draws: int,
                      options: dict[str, Any]) -> EvalResult:
     """Draw n samples and score them, the train split and noise against the test split."""
-    train, test = _load_splits(spec, "image")
+    train, test = _load_splits(spec, "image", getattr(generator.config, "channels", None))
     channels = int(train.images.shape[-1])
     samples, conditioning, asked = _draw_samples(generator, train, n, seed, batch_size, options)
     if not samples or not hasattr(samples[0], "size"):

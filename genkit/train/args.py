@@ -40,7 +40,7 @@ class TrainArgs:
     lr_schedule: str = "constant"
     ema_decay: float | None = None  # None/0: no EMA
     ema_warmup: bool = True
-    num_workers: int = 0
+    num_workers: int | None = None  # DataLoader workers (None: automatic, by the data set)
     log_every: int = 50
     sample_every: int | None = None  # image grid to TensorBoard every N steps
     eval_every: int | None = None
@@ -71,7 +71,7 @@ class TrainArgs:
               "--checkpoint-every must be at least 1")
         check(self.keep is None or self.keep > 0, "--keep must be at least 1")
         check(self.log_every > 0, "--log-every must be at least 1")
-        check(self.num_workers >= 0, "num_workers must be >= 0")
+        check(self.num_workers is None or self.num_workers >= 0, "num_workers must be >= 0")
         check(self.log_with in TRACKERS,
               f"--log-with must be one of {', '.join(TRACKERS)}, got {self.log_with!r}")
         check(self.precision in PRECISIONS,

@@ -36,6 +36,7 @@ import torch
 
 from genkit.config import config_to_dict
 from genkit.contract import GeneratorContract
+from genkit.data.datasets import known_length
 from genkit.data.loading import load_data
 from genkit.devices import device_name
 from genkit.errors import ConfigError, TrainingError
@@ -147,9 +148,9 @@ class Engine:
         if spec is None:
             raise ConfigError(f"generator {g.name!r} has no default data; pass --data")
         self.data_name = spec if isinstance(spec, str) else getattr(spec, "name", "data")
-        train_data = load_data(spec, split="train", **self.data_options)
+        train_data = load_data(spec, split="train", options=self.data_options)
         if (g.evaluates_held_out() or args.eval_every) and isinstance(spec, str):
-            self.eval_data = load_data(spec, split="test", **self.data_options)
+            self.eval_data = load_data(spec, split="test", options=self.data_options)
         if args.init_from:
             self.init_origin = load_weights_from(g, Path(args.init_from))
         if self.resume_from is not None:
@@ -157,11 +158,15 @@ class Engine:
             self.previous_summary = read_manifest(self.resume_from).get("training") or {}
             g.load_weights(self.resume_from)  # tokenizers and other non-tensor state
         self.dataset = g.make_dataset(train_data, "train")
-        if len(self.dataset) < args.batch_size:
+        n = known_length(self.dataset)  # None: a stream of unknown length
+        if n is not None and n < args.batch_size:
             raise TrainingError(f"--batch-size {args.batch_size} is larger than the data set "
-                                f"({len(self.dataset)} examples); use a smaller batch size")
+                                f"({n} examples); use a smaller batch size")
         if args.epochs:
-            per_epoch = len(self.dataset) // (args.batch_size * args.grad_accum)
+            if n is None:
+                raise ConfigError("--epochs needs a data set of known length; this stream has "
+                                  "none: give --steps instead")
+            per_epoch = n // (args.batch_size * args.grad_accum)
             self.args = args = dataclasses.replace(args, steps=max(1, per_epoch * args.epochs))
         if g.manual_optimization and args.grad_accum > 1:
             raise ConfigError(f"generator {g.name!r} steps its own optimizers: "
@@ -390,7 +395,7 @@ class Engine:
             "eval": self.eval_results, "versions": library_versions(),
             "init_from": self.init_origin or previous.get("init_from"),
             "evaluation": self.evaluator.summary() if self.evaluator else None,
-            "early_stopped": self.early_stopped,
+            "early_stopped": self.early_stopped, "augment": args.augment,
             "time_budget": self.budget.seconds if self.budget else None,
             "budget_spent": self.budget_spent,
         }
