@@ -2,9 +2,9 @@
 
 Bits per character (total held-out nats / characters / ln 2) does not depend on the
 tokenizer, so runs can be compared with other trainers on the same text and budget.
-The held-out split is the last 10% of the file (genkit.data). The budget covers the
-training loop; a short probe run first measures the speed to size a cosine schedule, and
-a timer stops training (gracefully, like Ctrl-C) if the machine turns out slower.
+The held-out split is the last 10% of the file (genkit.data). The budget is the engine's
+own ``train(time=...)``: it measures the speed, sizes the cosine schedule to end on time,
+and stops when the budget is spent.
 
     python benchmarks/train_gpt.py corpus.txt --seconds 300
     python benchmarks/train_gpt.py pydoc --seconds 60 --tokenizer char   # built-in corpus
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import threading
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,21 +55,10 @@ def main() -> None:
     common = dict(batch_size=args.batch_size, lr=args.lr, device=args.device, seed=args.seed,
                   progress=False, log_with="none")
 
-    probe = genkit.create("gpt", **config)  # measures steps/s for this machine and model
-    speed = probe.train(source, steps=30, **common).steps_per_second
-    steps = max(10, int(speed * args.seconds))
-
     g = genkit.create("gpt", **config)
-    timer = threading.Timer(args.seconds * 1.1 + 10, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        report = g.train(source, steps=steps, lr_schedule="cosine",
-                         warmup_steps=min(100, steps // 10), **common)
-    finally:
-        timer.cancel()
-    # the engine evaluates at the end of a complete run; a run stopped by the timer is
-    # evaluated here
-    figures = report.eval or g.evaluate(genkit.load_data(source, split="test"))
+    report = g.train(source, time=args.seconds, lr_schedule="cosine", warmup_steps=100,
+                     **common)
+    figures = report.eval
     print(f"data {source}  model {g.num_parameters() / 1e6:.2f} M params  vocab "
           f"{g.config.vocab_size} ({args.tokenizer})  threads {args.threads}")
     print(f"trained {report.steps - report.start_step} steps in {report.seconds:.1f} s "
