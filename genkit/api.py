@@ -2,7 +2,7 @@
 
 :class:`Generator` is the plugin contract (:class:`genkit.contract.GeneratorContract`)
 plus what users do with a generator: ``train``, ``sample``, ``iter_samples``,
-``sample_to`` and ``save``. Each verb is a thin call into the layer that owns it
+``sample_to``, ``edit``, ``edit_to`` and ``save``. Each verb is a thin call into the layer that owns it
 (``genkit.train``, ``genkit.sample``, ``genkit.store``), so this module is the top of
 the library and nothing below imports it.
 """
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from genkit.contract import GeneratorContract
 from genkit.data.loading import load_data as _load_data
 from genkit.discovery.registry import get_registry
+from genkit.sample.edit import edit_images, edit_to
 from genkit.sample.plan import Sample, iter_samples
 from genkit.sample.writer import SampleReport, sample_to
 from genkit.store.checkpoint import load_checkpoint, save_checkpoint
@@ -68,9 +69,51 @@ class Generator(GeneratorContract):
         :func:`genkit.sample.writer.sample_to`)."""
         return sample_to(self, out, n=n, seed=seed, batch_size=batch_size, **kwargs)
 
+    def edit(self, images: Any, task: str = "img2img", masks: Any = None,
+             strength: float | None = None, seed: int = 0, batch_size: int | None = None,
+             label: int | None = None, prompt: str | None = None, **options: Any) -> list[Any]:
+        """Edit images: ``img2img``, ``inpaint`` or ``reconstruct`` (as the family offers).
+
+        Args:
+            images: PIL images, image files or folders (a folder: its images by name);
+                converted and resized to the model's format, with a warning saying so.
+            task: ``img2img`` (vary the image, toward ``label``/``prompt``), ``inpaint``
+                (fill the white region of each mask, keep the rest exactly) or
+                ``reconstruct`` (the model's closest rendering of the image).
+            masks: for ``inpaint``: one mask per image (a list, or a folder paired by file
+                name) or one for all; white = fill, black = keep; each the size of its image.
+            strength: in [0, 1], how far the edit may move from the input (diffusion:
+                the share of the noise schedule; 0 returns the input, 1 ignores it);
+                None: the family's default.
+            seed: edit i uses ``sample_seed(seed, i)``, as sample i does.
+            label, prompt: the condition of every edit (``labels=[...]`` gives each its
+                own); a class-conditional model edits without one as best it can.
+            **options: the family's edit options (``scheduler``, ``steps``, ...).
+
+        Returns:
+            One PIL image per input, in order.
+        """
+        return edit_images(self, images, task, masks, strength, seed, batch_size,
+                           **_conditions(label, prompt), **options)
+
+    def edit_to(self, out: str | Path, images: Any, task: str = "img2img", masks: Any = None,
+                strength: float | None = None, seed: int = 0, batch_size: int | None = None,
+                label: int | None = None, prompt: str | None = None,
+                **kwargs: Any) -> SampleReport:
+        """Write the edits of :meth:`edit` into folder ``out``: one file per input,
+        ``manifest.jsonl`` naming each input and its mask, a before/after ``grid.png``;
+        resumable (see :func:`genkit.sample.edit.edit_to` for ``format``, ``grid``,
+        ``overwrite``)."""
+        return edit_to(self, out, images, task, masks, strength, seed, batch_size,
+                       **_conditions(label, prompt), **kwargs)
+
     def save(self, path: str | Path) -> Path:
         """Write a checkpoint directory atomically (``genkit.json`` + safetensors weights)."""
         return save_checkpoint(self, Path(path))
+
+
+def _conditions(label: int | None, prompt: str | None) -> dict[str, Any]:
+    return {k: v for k, v in (("label", label), ("prompt", prompt)) if v is not None}
 
 
 def generators() -> list[GeneratorSpec]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from genkit.config import build_config, replace_config
 from genkit.devices import resolve_device
-from genkit.errors import CheckpointError, ConfigError
+from genkit.errors import CheckpointError, ConfigError, SamplingError
 from genkit.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
     from genkit.train.args import TrainArgs
     from genkit.train.context import StepContext
+
+
+#: every edit task genkit knows (a family does the ones in its ``edit_tasks``)
+EDIT_TASKS = ("img2img", "inpaint", "reconstruct")
 
 
 @dataclasses.dataclass
@@ -53,6 +57,7 @@ class GeneratorContract:
       the returned ``"loss"``.
     - ``default_sample_batch_size``: samples per generation batch when the user gives
       none (None: 64 for images, 16 for text).
+    - ``edit_tasks``: which of :data:`EDIT_TASKS` :meth:`edit_batch` does (none by default).
     """
 
     Config: ClassVar[type]
@@ -65,6 +70,7 @@ class GeneratorContract:
     train_defaults: ClassVar[dict[str, Any]] = {}
     manual_optimization: ClassVar[bool] = False
     default_sample_batch_size: ClassVar[int | None] = None
+    edit_tasks: ClassVar[tuple[str, ...]] = ()
 
     #: registry name; set by :func:`genkit.create` / :func:`genkit.load`
     name: str = ""
@@ -173,6 +179,53 @@ class GeneratorContract:
         """A validated ``SampleOptions`` from ``values``."""
         return build_config(self.SampleOptions, values, what=f"{self._label()} sampling option")
 
+    # ------------------------------------------------------------------ editing
+    def edit_batch(self, images: torch.Tensor, masks: torch.Tensor | None, seeds: list[int],
+                   conditions: list[dict[str, Any]], options: Any, task: str,
+                   strength: float | None) -> list[Any]:
+        """Edit one batch of images, on ``self.device``; return one PIL image per input.
+
+        ``images`` are ``(B, C, H, W)`` in [-1, 1] at :meth:`edit_image_format`;
+        ``masks`` ``(B, 1, H, W)`` with 1 = the region to fill (``task == "inpaint"``
+        only, else None); ``task`` is one of ``accepted_edit_tasks()``; ``strength`` is in
+        [0, 1] or None (the family's default; a family that takes none refuses one).
+        ``seeds[i]``, ``conditions[i]`` and ``options`` (from :meth:`edit_options`) are as
+        in :meth:`generate`: every random number of row i comes from
+        ``genkit.plugin.sample_generators(seeds, device)[i]``, so edit i depends only on
+        (checkpoint, seed, i, input i). genkit calls it inside :meth:`inference`, after
+        checking the task, masks, strength and conditions (and :meth:`check_edit`).
+        Default: no edits.
+        """
+        raise SamplingError(self.cannot_edit(task))
+
+    def accepted_edit_tasks(self) -> tuple[str, ...]:
+        """Edit tasks this instance does (may depend on the config). Default: ``edit_tasks``."""
+        return self.edit_tasks
+
+    def cannot_edit(self, task: str) -> str:
+        """The one-line message for a task this generator does not do."""
+        tasks = self.accepted_edit_tasks()
+        if not tasks:
+            what = "it makes text" if self.modality == "text" else "its family has no edit hook"
+            return f"generator {self._label()!r} cannot edit images ({what}); no --task works with it"
+        return (f"generator {self._label()!r} does not do --task {task}; it does: "
+                f"{', '.join(tasks)}")
+
+    def edit_image_format(self) -> tuple[int, int]:
+        """``(channels, size)`` of the square images :meth:`edit_batch` takes; inputs are
+        converted and resized to it. Default: the config's ``channels`` and ``image_size``."""
+        return int(getattr(self.config, "channels", 3)), int(self.config.image_size)
+
+    def check_edit(self, task: str, strength: float | None, options: Any) -> None:
+        """Refuse an edit this family cannot make with these settings (a strength it takes
+        none of, options that do not go together) with a one-line error, before any file
+        is written. ``task`` is already one of ``accepted_edit_tasks()``. Default: no check."""
+
+    def edit_options(self, values: Mapping[str, Any]) -> Any:
+        """Validated options of :meth:`edit_batch` from ``values``. Default: the sampling
+        options (:meth:`options`); families with edit-only settings override it."""
+        return self.options(values)
+
     # ------------------------------------------------------------------ weights
     def save_weights(self, directory: Path) -> None:
         """Write the weights (safetensors) into ``directory``. Default: one
@@ -200,6 +253,20 @@ class GeneratorContract:
         as a plain diffusers pipeline. Default: this family opens none."""
         raise CheckpointError(f"{path} is not a genkit checkpoint (no genkit.json), and this "
                               f"generator family cannot open other directories")
+
+    # ------------------------------------------------------------------ publishing
+    @classmethod
+    def model_card_details(cls, manifest: dict[str, Any], where: str) -> dict[str, Any]:
+        """What this family adds to a checkpoint's model card: ``pipeline_tag``, ``tags``
+        and ``usage`` (a snippet that opens the folder ``where`` without genkit).
+        Default: nothing beyond genkit's own card."""
+        return {}
+
+    def merge_lora(self) -> GeneratorContract:
+        """A generator with its LoRA adapter merged into the base weights, for
+        ``genkit export --merge``. Default: this family trains no adapters."""
+        raise CheckpointError(f"{self._label()} holds no LoRA adapter: there is nothing to "
+                              "merge; export the checkpoint as it is")
 
     # ------------------------------------------------------------------ state
     @property

@@ -15,10 +15,19 @@ What a plugin finds here:
 - per-sample randomness: :func:`sample_generators`, :func:`sample_labels`,
   :func:`check_label`, :func:`sample_seed`;
 - images: :func:`tensor_to_images`, :func:`pil_to_tensor`, :func:`make_grid`,
-  :func:`strip`, :func:`save_png`;
+  :func:`strip`, :func:`save_png`, :func:`read_images` (files, folders or PIL images,
+  as ``genkit edit`` reads them), :func:`atomic_write_bytes`;
+- loading a checkpoint from a plugin's own commands: :func:`load`;
 - weights: :class:`HubModules` (``save_weights``/``load_weights`` for modules that are
   ``huggingface_hub.PyTorchModelHubMixin`` s) and :func:`hub_mixin_options` (their
-  tags and model card), :func:`resolve_device`.
+  tags and model card), :func:`resolve_device`;
+- pretrained models (:mod:`genkit.hub`): :func:`resolve_model_path` (a directory or a Hub
+  id ``ORG/NAME[@REV]`` -> a local folder, safetensors only, no remote code),
+  :func:`hub_id_of`, :func:`check_no_remote_code`, :func:`remote_code_reason`,
+  :class:`HubError`; LoRA through peft:
+  :func:`check_lora_settings`, :func:`lora_config`, :func:`train_only_lora`,
+  :func:`lora_scaled`, :func:`has_lora`, :func:`trainable_fraction`; :func:`quiet_progress`
+  (no transformers/diffusers progress bars while a model opens or saves).
 """
 
 from __future__ import annotations
@@ -39,12 +48,27 @@ from genkit.errors import (
     SamplingError,
     TrainingError,
 )
+from genkit.fs import atomic_write_bytes
+from genkit.hub import (
+    HubError,
+    check_lora_settings,
+    check_no_remote_code,
+    has_lora,
+    hub_id_of,
+    lora_config,
+    lora_scaled,
+    quiet_progress,
+    remote_code_reason,
+    resolve_model_path,
+    train_only_lora,
+    trainable_fraction,
+)
 from genkit.hubmodules import HubModules, hub_mixin_options
 from genkit.imaging import make_grid, pil_to_tensor, save_png, strip, tensor_to_images
 from genkit.seeding import check_label, sample_generators, sample_labels, sample_seed
 
 if TYPE_CHECKING:
-    from genkit.api import Generator
+    from genkit.api import Generator, load
     from genkit.data.datasets import (
         TensorDictDataset,
         image_dataset,
@@ -52,6 +76,7 @@ if TYPE_CHECKING:
         make_train_dataset,
     )
     from genkit.data.lazy import materialise
+    from genkit.sample.edit_inputs import read_images
     from genkit.train.args import TrainArgs
     from genkit.train.context import StepContext
 
@@ -61,6 +86,7 @@ __all__ = [
     "DataError",
     "Generator",
     "GenkitError",
+    "HubError",
     "HubModules",
     "ImageData",
     "NoOptions",
@@ -70,30 +96,46 @@ __all__ = [
     "TextData",
     "TrainArgs",
     "TrainingError",
+    "atomic_write_bytes",
     "build_config",
     "check",
     "check_label",
+    "check_lora_settings",
+    "check_no_remote_code",
+    "has_lora",
     "hookimpl",
+    "hub_id_of",
     "hub_mixin_options",
     "image_dataset",
     "images_to_tensor",
     "load_data",
+    "load",
+    "lora_config",
+    "lora_scaled",
     "make_grid",
     "make_train_dataset",
     "materialise",
     "pil_to_tensor",
+    "quiet_progress",
+    "read_images",
+    "remote_code_reason",
     "resolve_device",
+    "resolve_model_path",
     "sample_generators",
     "sample_labels",
     "sample_seed",
     "save_png",
     "strip",
     "tensor_to_images",
+    "train_only_lora",
+    "trainable_fraction",
 ]
 
 #: names that need torch, by the module that holds them (imported on first use)
 _LAZY = {
     "Generator": "genkit.api",
+    "load": "genkit.api",
+    "read_images": "genkit.sample.edit_inputs",
     "TensorDictDataset": "genkit.data.datasets",
     "image_dataset": "genkit.data.datasets",
     "images_to_tensor": "genkit.data.datasets",

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
 import genkit
 from genkit.errors import CheckpointError
@@ -25,7 +26,8 @@ def test_round_trip_is_equal(toy_registry, tmp_path):
     assert manifest["generator"] == "toy" and manifest["config"]["hidden"] == 32
     assert manifest["plugin"]["distribution"] == "genkit-tests"
     assert "net.safetensors" in manifest["weights"]
-    assert (tmp_path / "ckpt" / "README.md").read_text().startswith("# genkit toy model")
+    card = ModelCard.load(tmp_path / "ckpt" / "README.md")  # YAML metadata, then the card
+    assert card.text.lstrip().startswith("# genkit toy model")
     loaded = genkit.load(tmp_path / "ckpt", device="cpu")
     for key, value in g.net.state_dict().items():
         assert torch.equal(value, loaded.net.state_dict()[key])

@@ -266,3 +266,33 @@ def test_a_trained_text_model_beats_the_unigram_baseline(tmp_path: Path) -> None
 
 def _report(result) -> str:
     return result.report()
+
+
+# ------------------------------------------------------------------ the collapse watch
+class RealDigits(Generator):
+    """Not a model: sample i is real held-out digit i (what a perfect generator draws)."""
+
+    Config = NoConfig
+    name = "real-digits"
+
+    def build(self) -> None:
+        self.images = load_data("digits", "test").images[..., 0]  # (N, 8, 8) uint8
+
+    def generate(self, seeds, conditions, options, stream=None):
+        from PIL import Image
+
+        return [Image.fromarray(self.images[s % len(self.images)], "L") for s in seeds]
+
+
+def test_the_collapse_watch_fires_on_a_collapsed_generator_and_not_on_real_data() -> None:
+    from genkit.eval.watch import TrainingWatch, collapse_warning
+
+    train, test = load_data("digits", "train"), load_data("digits", "test")
+    watch = TrainingWatch(train, test, image_size=8, device=torch.device("cpu"), n=100)
+    collapsed_figures, collapsed = watch.measure(OneDigit())
+    real_figures, real = watch.measure(RealDigits())
+    assert collapsed.collapsed and collapsed.classes_present == 1
+    assert "mode collapse" in collapse_warning(collapsed, step=500)
+    assert not real.collapsed and real.classes_present == 10
+    assert collapse_warning(real, step=500) is None
+    assert real_figures["fd"] < collapsed_figures["fd"] / 5

@@ -8,13 +8,13 @@ import json
 
 import pytest
 import torch
+from toy import ToyGenerator
 
 import genkit
 from genkit.devices import choose_threads
 from genkit.errors import ConfigError, TrainingError
 from genkit.plugin import hookimpl
 from genkit.testing import CliRunner
-from toy import ToyGenerator
 
 QUIET = {"progress": False, "log_with": "none"}
 SCRIPT = [5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 3.8, 3.9]  # held-out figure per evaluation

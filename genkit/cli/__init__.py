@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 import click
 
+from genkit.cli.edit import edit
 from genkit.cli.group import INTERRUPTED, USER_ERROR, GenkitGroup
+from genkit.cli.hub import export, push
 from genkit.cli.inspect import eval_, info, plugins
 from genkit.cli.sample import sample
 from genkit.cli.train import train
@@ -35,7 +37,7 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, train, sample, info, eval_, serve):
+for _command in (plugins, train, sample, edit, info, eval_, serve, push, export):
     cli.add_command(_command)
 
 

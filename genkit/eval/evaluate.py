@@ -53,6 +53,7 @@ from genkit.eval.features import (
 from genkit.eval.metrics import class_coverage, frechet_distance, knn_metrics, unigram_bits_per_char
 from genkit.eval.results import ClassCoverage, EvalResult, ImageScores
 from genkit.fs import atomic_write_text
+from genkit.hub import hub_cache
 from genkit.imaging import images_to_uint8
 from genkit.sample.plan import iter_samples
 from genkit.store.checkpoint import MANIFEST, load_checkpoint, read_manifest, resolve_checkpoint_dir
@@ -104,7 +105,8 @@ def evaluate(path_or_generator: str | Path | GeneratorContract, data: Any = None
     result.checkpoint = str(directory) if directory else None
     result.seconds = round(time.perf_counter() - start, 2)
     result.date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    if record and directory is not None:
+    if record and directory is not None and not directory.resolve().is_relative_to(
+            hub_cache().resolve()):  # a Hub snapshot is a cache, not the user's checkpoint
         result.record_attempted = True
         result.recorded = _record(directory, result)
     return result

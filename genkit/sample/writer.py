@@ -57,10 +57,11 @@ class SampleReport:
     seconds: float
     samples_per_second: float
     files: list[str]
+    what: str = "samples"  # "edits" for genkit edit
 
     def summary(self) -> str:
-        return (f"wrote {self.written} samples, skipped {self.skipped} already done, in "
-                f"{self.seconds:.1f} s ({self.samples_per_second:.1f} samples/s) -> {self.out}")
+        return (f"wrote {self.written} {self.what}, skipped {self.skipped} already done, in "
+                f"{self.seconds:.1f} s ({self.samples_per_second:.1f} {self.what}/s) -> {self.out}")
 
 
 def encode_sample(output: Any, fmt: str) -> bytes:
@@ -275,15 +276,9 @@ def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = Non
     batch_size = resolve_batch_size(generator, batch_size)
     plan = plan_samples(generator, n, dict(kwargs))
     shard_ = parse_shard(shard)
-    _prepare_out(out)
-    check_owned(out)  # before the lock file is made: a user's folder is left as it was
-    with _lock(out, shard_), _os_errors(out):
-        if shard_[1] == 1:
-            remove_leftovers(out)  # no other process writes here: a killed run's temp files
-        check_owned(out)
-        _check_grid_path(out, grid)
-        _check_or_write_run(out, _run_description(generator, plan, seed, fmt), overwrite)
-        done = {i for i in read_manifest_records(out) if i < plan.n}
+    run = _run_description(generator, plan, seed, fmt)
+    with open_out(out, run, overwrite, grid, shard_) as finished:
+        done = {i for i in finished if i < plan.n}
         text_file = out / _part_name(shard_, TEXT_FILE)
         if fmt == "jsonl":
             _repair_text_file(text_file, done)
@@ -313,6 +308,35 @@ def sample_to(generator: GeneratorContract, out: str | Path, n: int | None = Non
     return SampleReport(str(out), written, skipped, seconds,
                         written / seconds if seconds > 0 else 0.0,
                         [r for r in (str(out / _part_name(shard_)),)])
+
+
+@contextlib.contextmanager
+def open_out(out: Path, run: dict[str, Any], overwrite: bool, grid: str | Path | None = None,
+             shard: tuple[int, int] = (0, 1)) -> Iterator[set[int]]:
+    """Claim output folder ``out`` for ``run`` and yield the indices already finished.
+
+    The one door into an output folder, for samples and edits alike: the folder is made,
+    refused if it holds files genkit did not write (checked before the lock file is
+    made, so a user's folder is left as it was), locked, cleared of a killed run's temp
+    files, and its ``run.json`` resumed, refused or (``overwrite``) replaced. OS errors
+    inside the block become one-line :class:`SamplingError` s.
+    """
+    _prepare_out(out)
+    check_owned(out)
+    with _lock(out, shard), _os_errors(out):
+        if shard[1] == 1:
+            remove_leftovers(out)  # no other process writes here: a killed run's temp files
+        check_owned(out)
+        _check_grid_path(out, grid)
+        _check_or_write_run(out, run, overwrite)
+        yield set(read_manifest_records(out))
+
+
+def write_output(out: Path, index: int, output: Any, fmt: str) -> str:
+    """Write one image (or text) file ``NNNNNN.fmt`` atomically; return its name."""
+    name = f"{index:06d}.{fmt}"
+    atomic_write_bytes(out / name, encode_sample(output, fmt))
+    return name
 
 
 def _finish_launched_shard(out: Path, shard: tuple[int, int], timeout: float = 24 * 3600) -> None:
@@ -379,24 +403,23 @@ def _write_sample(out: Path, sample: Sample, fmt: str, identity: str,
             fh.write(line + "\n")
         record["file"] = TEXT_FILE
         return record
-    name = f"{sample.index:06d}.{fmt}"
-    atomic_write_bytes(out / name, encode_sample(sample.output, fmt))
-    record["file"] = name
+    record["file"] = write_output(out, sample.index, sample.output, fmt)
     return record
 
 
 def _write_grid_from_files(out: Path, grid: str | Path, fmt: str, limit: int = 64) -> None:
+    records = read_manifest_records(out)
+    images = [read_output(out / records[i]["file"]) for i in sorted(records)[:limit]]
+    if images:
+        save_grid(images, grid)
+
+
+def read_output(path: Path) -> Any:
+    """A written image file (``.png`` or ``.npy``) back as a PIL image."""
     import numpy as np
     from PIL import Image
 
-    records = read_manifest_records(out)
-    images = []
-    for i in sorted(records)[:limit]:
-        path = out / records[i]["file"]
-        if fmt == "png":
-            with Image.open(path) as im:
-                images.append(im.copy())
-        else:
-            images.append(Image.fromarray(np.load(path, allow_pickle=False)))
-    if images:
-        save_grid(images, grid)
+    if path.suffix == ".npy":
+        return Image.fromarray(np.load(path, allow_pickle=False))
+    with Image.open(path) as im:
+        return im.copy()

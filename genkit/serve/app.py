@@ -5,6 +5,7 @@
 - ``POST /v1/generate``: samples as base64 PNG or text (optionally streamed as
   server-sent events), or written under ``--output-dir`` by ``Generator.sample_to``
   (the files and manifest of ``genkit sample``).
+- ``POST /v1/edit``: images inpainted, varied or reconstructed (``genkit.serve.edit``).
 - ``GET /``: the web page (``static/index.html``), which uses only the routes above.
 
 Any error is a JSON body with a one-line message; nothing a client sends stops the server.
@@ -31,6 +32,7 @@ from starlette.routing import Route
 
 from genkit.errors import GenkitError
 from genkit.serve.batching import Batcher
+from genkit.serve.edit import edit
 from genkit.serve.models import ServedModel
 from genkit.serve.openai_api import openai_routes
 from genkit.serve.schema import (
@@ -100,6 +102,7 @@ def create_app(models: dict[str, ServedModel], limits: Limits | None = None,
         Route("/v1/models", partial(list_models, state), methods=["GET"]),
         Route("/v1/models/{name:path}", partial(one_model, state), methods=["GET"]),
         Route("/v1/generate", partial(generate, state), methods=["POST"]),
+        Route("/v1/edit", partial(edit, state), methods=["POST"]),
         *openai_routes(state),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
@@ -119,7 +122,8 @@ async def _request_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    message = {404: f"no route {request.url.path}; see GET /v1/models, POST /v1/generate",
+    message = {404: f"no route {request.url.path}; see GET /v1/models, POST /v1/generate, "
+                    "POST /v1/edit",
                405: f"{request.method} is not allowed on {request.url.path}"}
     return error_response(exc.status_code, message.get(exc.status_code, str(exc.detail)))
 

@@ -31,6 +31,7 @@ from genkit.devices import resolve_device
 from genkit.discovery.registry import get_registry
 from genkit.errors import CheckpointError, PluginError, TrainingError
 from genkit.fs import atomic_directory, atomic_write_text, sha256_file
+from genkit.hub import resolve_model_path
 from genkit.store.modelcard import write_model_card
 from genkit.store.verify import (
     cached_sha256,
@@ -179,8 +180,8 @@ def training_checkpoint(path: str | Path) -> Path:
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
     """The checkpoint directory for ``path``: itself, or a run directory's final model or
-    newest training checkpoint."""
-    path = Path(path).expanduser()
+    newest training checkpoint; a Hub id ``ORG/NAME[@REV]`` is its cached snapshot."""
+    path = resolve_model_path(path, "checkpoint")
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not path.is_dir():
@@ -301,11 +302,12 @@ def load_checkpoint(path: str | Path, device: Any = "auto",
 
     Args:
         path: a checkpoint directory, a run directory, or (with ``plugin``) a foreign
-            directory the plugin can open itself (a plain diffusers pipeline).
+            directory the plugin can open itself (a plain diffusers pipeline); or a Hub
+            id ``ORG/NAME[@REV]`` of any of these (see :mod:`genkit.hub`).
         device: ``auto``, ``cpu``, ``cuda:N``, ...
         plugin: the generator name to use when the directory has no ``genkit.json``.
     """
-    raw = Path(path).expanduser()
+    raw = resolve_model_path(path, "checkpoint")
     torch_device = resolve_device(device)
     if plugin and raw.is_dir() and not (raw / MANIFEST).is_file() \
             and not (raw / FINAL_MODEL).is_dir() and not (raw / CHECKPOINTS).is_dir():

@@ -65,10 +65,17 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], plain: dict[str, Any]
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def _frozen(module: torch.nn.Module) -> set[str]:
+    """Names of the parameters training does not change (a LoRA run's base model): they
+    are not part of the training state, since the checkpoint's base provides them."""
+    return {n for n, p in module.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
 def _module_state(modules: Mapping[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
     # clone: tied weights (GPT-2's wte/lm_head) share memory, which safetensors refuses
     return {f"{name}.{k}": v.detach().cpu().clone()
-            for name, m in modules.items() for k, v in m.state_dict().items()}
+            for name, m in modules.items() for k, v in m.state_dict().items()
+            if k not in _frozen(m)}
 
 
 def write_training_state(directory: Path, parts: TrainingParts, meta: dict[str, Any]) -> None:
@@ -152,7 +159,8 @@ def _read_all(state_dir: Path, parts: TrainingParts) -> dict[str, Any]:
     for name, module in g.modules().items():
         prefix = f"{name}."
         state = {k[len(prefix):]: v for k, v in online.items() if k.startswith(prefix)}
-        expected = module.state_dict()
+        frozen = _frozen(module)
+        expected = {k: v for k, v in module.state_dict().items() if k not in frozen}
         if set(state) != set(expected) or any(state[k].shape != expected[k].shape for k in state):
             raise ValueError(f"the online weights of {name!r} do not match the model")
         modules[name] = state
@@ -175,7 +183,9 @@ def _read_all(state_dir: Path, parts: TrainingParts) -> dict[str, Any]:
 def _apply(loaded: dict[str, Any], parts: TrainingParts) -> None:
     g, meta = parts.generator, loaded["meta"]
     for name, module in g.modules().items():
-        module.load_state_dict(loaded["modules"][name])
+        missing, _ = module.load_state_dict(loaded["modules"][name], strict=False)
+        if set(missing) - _frozen(module):  # checked in _read_all; a guard, not a path
+            raise CheckpointError(f"training state lacks {sorted(missing)[:3]}")
     for name, opt in parts.optimizers.items():
         opt.load_state_dict(loaded["optimizers"][name])
         parts.schedulers[name].load_state_dict(loaded["schedulers"][name])

@@ -73,14 +73,18 @@ def _depth(value: Any, level: int = 0) -> int:
 
 def inside(directory: Path, rel: str) -> Path:
     """The file ``rel`` names inside ``directory``, or a CheckpointError when it names
-    anything outside it (absolute, ``..``, or a symlink leading out)."""
+    anything outside it (absolute, ``..``, or a symlink leading out; in a Hugging Face
+    cache snapshot, links into the repository's own ``blobs/`` are inside)."""
     root = directory.resolve()
     candidate = Path(rel)
     if candidate.is_absolute() or ".." in candidate.parts or not candidate.parts:
         raise CheckpointError(f"checkpoint {directory} names a weight file outside itself "
                               f"({rel!r}); refusing to read it")
     path = root / candidate
-    if not path.resolve().is_relative_to(root):
+    roots = [root]
+    if root.parent.name == "snapshots" and root.parent.parent.name.startswith("models--"):
+        roots.append(root.parent.parent / "blobs")  # the Hugging Face cache links files there
+    if not any(path.resolve().is_relative_to(r) for r in roots):
         raise CheckpointError(f"checkpoint {directory}: {rel} is a link to a file outside the "
                               "checkpoint; refusing to read it (copy the file in instead)")
     return path

@@ -20,7 +20,8 @@ def claim_run_dir(out: Path, resume: bool) -> contextlib.ExitStack:
     there gets one line naming the holder), remove a killed run's temporary directories,
     and check it fits ``resume``. Returns the stack that holds the lock."""
     _check_writable(out)
-    _check_foreign(out)  # before the lock file is made: a user's folder is left as it was
+    if not (out / LOCK_FILE).exists():  # a user's folder is refused before any file is made
+        _check_foreign(out)
     stack = contextlib.ExitStack()
     stack.enter_context(folder_lock(out, "--out"))
     try:

@@ -34,6 +34,11 @@ A class-conditional checkpoint opens with plain diffusers the same way, piece by
             eps = unet(x, t, class_labels=labels).sample
             x = scheduler.step(eps, t, x).prev_sample
     images = (x.clamp(-1, 1) + 1) / 2                        # (4, C, H, W) in [0, 1]
+
+With ``base=DIR_OR_ID`` the UNet of a pretrained diffusers pipeline is fine-tuned instead,
+whole or through a LoRA adapter (``lora_rank``): unconditional ``UNet2DModel`` pipelines
+(``genkit_diffusion.pretrained``) and text-to-image ``UNet2DConditionModel`` pipelines
+trained on captioned images (``genkit_diffusion.text2image``).
 """
 
 from __future__ import annotations
@@ -60,17 +65,24 @@ from genkit.plugin import (
     TensorDictDataset,
     check,
     check_label,
+    check_lora_settings,
     image_dataset,
+    lora_scaled,
     sample_generators,
     sample_seed,
     tensor_to_images,
 )
+from genkit_diffusion.editing import DiffusionEditing
+from genkit_diffusion.presets import resolve as resolve_preset
+from genkit_diffusion.pretrained import PretrainedUNet, card_details
 from genkit_diffusion.sampler import SCHEDULERS, Trajectory, denoise, make_scheduler
+from genkit_diffusion.text2image import TextToImage
 
 #: ``beta_schedule`` names shown to users -> diffusers' names
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 #: steps used when ``--steps`` is left out, per sampler
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20, "euler": 30}
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20, "dpm++karras": 20, "euler": 30,
+                 "unipc": 20}
 #: the files a checkpoint must hold (beside genkit.json)
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 REQUIRED_FILES = ("model_index.json", "unet/config.json", UNET_WEIGHTS,
@@ -84,17 +96,28 @@ class DiffusionConfig:
 
     image_size: int = 16  # side of the square images, in pixels
     channels: int = 1  # 1 (grey) or 3 (RGB)
-    block_out_channels: tuple[int, ...] = (16, 32, 32)  # UNet widths, one per resolution
-    layers_per_block: int = 1  # ResNet blocks per resolution
-    attention: bool = False  # self-attention at the lowest resolution and in the middle
-    norm_num_groups: int = 8  # GroupNorm groups; must divide every width
+    size: str | None = None  # UNet preset tiny|small|base for the 5 fields below left unset
+    block_out_channels: tuple[int, ...] | None = None  # UNet widths, one per resolution
+    layers_per_block: int | None = None  # ResNet blocks per resolution
+    attention: bool | None = None  # self-attention at the lowest resolutions and in the middle
+    attention_levels: int | None = None  # how many of the lowest resolutions get attention
+    norm_num_groups: int | None = None  # GroupNorm groups; must divide every width
     num_classes: int = 0  # > 0: class-conditional on labels 0..num_classes-1
     label_dropout: float = 0.1  # fraction of labels replaced by the null label in training
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     beta_schedule: Literal["linear", "cosine"] = "cosine"
     num_train_timesteps: int = 1000
+    # fine-tuning a pretrained pipeline (the fields above that it fixes are filled in from it)
+    base: str | None = None  # a diffusers pipeline: a directory or Hub id ORG/NAME[@REV]
+    lora_rank: int = 0  # > 0: train only a LoRA adapter of this rank on the base's UNet
+    lora_alpha: float | None = None  # the adapter's scale is alpha / rank (None: alpha = rank)
+    lora_dropout: float = 0.0  # dropout on the adapter's input
+    lora_targets: tuple[str, ...] | None = None  # UNet modules (None: to_q,to_k,to_v,to_out.0)
+    caption_dropout: float = 0.1  # text-to-image: fraction of captions trained as "" (guidance)
 
     def __post_init__(self) -> None:
+        check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
+        resolve_preset(self)  # the shape fields left unset, from the size preset
         blocks = self.block_out_channels
         check(self.channels in (1, 3), "channels must be 1 (grey) or 3 (RGB)")
         check(len(blocks) >= 1 and all(c > 0 for c in blocks),
@@ -107,9 +130,14 @@ class DiffusionConfig:
               f"norm_num_groups {self.norm_num_groups} must divide every block width "
               f"{tuple(blocks)}; choose a divisor such as 4 or 8")
         check(self.layers_per_block >= 1, "layers_per_block must be at least 1")
+        check(1 <= self.attention_levels <= len(blocks),
+              f"attention_levels must be 1..{len(blocks)} (the UNet's resolutions)")
         check(self.num_classes >= 0, "num_classes must be 0 (unconditional) or the number of labels")
         check(0.0 <= self.label_dropout < 1.0, "label_dropout must be in [0, 1), e.g. 0.1")
         check(self.num_train_timesteps >= 2, "num_train_timesteps must be at least 2, e.g. 1000")
+        check_lora_settings(self.lora_rank, self.lora_alpha, self.lora_dropout, self.base,
+                            "diffusion")
+        check(0.0 <= self.caption_dropout < 1.0, "caption_dropout must be in [0, 1), e.g. 0.1")
 
 
 @dataclasses.dataclass
@@ -119,7 +147,10 @@ class DiffusionSampleOptions:
     scheduler: str = "ddim"  # ddpm | ddim | dpm++ | euler
     steps: int | None = None  # None: 1000 for ddpm, 50 ddim, 20 dpm++, 30 euler
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 as stochastic as DDPM
-    guidance_scale: float = 1.0  # classifier-free guidance (class-conditional models)
+    guidance_scale: float | None = None  # classifier-free guidance; None: 1 (off) for label
+    # models, the pipeline's own (7.5) for text-to-image models
+    negative_prompt: str | None = None  # text-to-image: what guidance steers away from
+    lora_scale: float = 1.0  # LoRA checkpoints: the adapter's strength (0: the base model)
     trajectory: str | None = None  # write the denoising of the first samples (.gif or .png)
     trajectory_samples: int = 8  # how many samples the trajectory shows
     trajectory_frames: int = 10  # how many steps it shows (evenly spaced)
@@ -132,13 +163,16 @@ class DiffusionSampleOptions:
         check(self.steps is None or self.steps > 0,
               f"steps must be a positive number of denoising steps, got {self.steps}")
         check(0.0 <= self.eta <= 1.0, f"eta must be in [0, 1], got {self.eta}")
-        check(self.guidance_scale >= 0.0, "guidance_scale must be >= 0 (1 = no guidance)")
+        check(self.guidance_scale is None or self.guidance_scale >= 0.0,
+              "guidance_scale must be >= 0 (1 = no guidance)")
+        check(self.lora_scale >= 0.0, "lora_scale must be >= 0 (0: the base model, 1: as trained)")
         check(self.trajectory_samples >= 1, "trajectory_samples must be at least 1")
         check(self.trajectory_frames >= 2, "trajectory_frames must be at least 2")
 
 
-class DiffusionGenerator(Generator):
-    """Denoising diffusion on a diffusers ``UNet2DModel`` (see the module docstring)."""
+class DiffusionGenerator(DiffusionEditing, PretrainedUNet, TextToImage, Generator):
+    """Denoising diffusion on a diffusers ``UNet2DModel``, or the UNet of a pretrained
+    pipeline (see the module docstring)."""
 
     Config = DiffusionConfig
     SampleOptions = DiffusionSampleOptions
@@ -155,11 +189,22 @@ class DiffusionGenerator(Generator):
 
     # ------------------------------------------------------------------ model
     def build(self) -> None:
-        """The UNet and the training noise schedule, from the config."""
-        self.unet = UNet2DModel(**unet_kwargs(self.config))
-        self.noise_scheduler = DDPMScheduler(**scheduler_kwargs(self.config))
+        """The UNet and the training noise schedule, from the config; with ``base`` they
+        come from the base pipeline, opened when first needed (``_ensure_base``), so a
+        fully fine-tuned checkpoint loads without its base."""
         self._compiled: Any = None
         self._seen_conditions: dict[int, dict[str, Any]] = {}
+        self.pipe: Any = None
+        if self.config.lora_rank:
+            self.ema_modules = ()  # no EMA of a frozen UNet: the adapter alone trains
+        if self.config.base is not None:
+            self.unet, self.noise_scheduler = None, None
+            # drawn now, as weights are at create time: the LoRA init uses it
+            self._init_seed = int(torch.randint(0, 2**62, (1,)))
+            return
+        self.unet = UNet2DModel(**unet_kwargs(self.config))
+        self.noise_scheduler = DDPMScheduler(**scheduler_kwargs(self.config))
+
 
     @property
     def null_label(self) -> int | None:
@@ -167,16 +212,25 @@ class DiffusionGenerator(Generator):
         return self.config.num_classes if self.config.num_classes > 0 else None
 
     def accepted_conditions(self) -> tuple[str, ...]:
+        self._ensure_base()
+        if self.pipe is not None:
+            return ("prompt",)
         return ("label",) if self.config.num_classes > 0 else ()
 
     # ------------------------------------------------------------------ training
     def make_dataset(self, data: Any, split: str) -> TensorDictDataset:
-        """Images resized to ``image_size`` in [-1, 1]; labels when the model is conditional."""
+        """Images resized to ``image_size`` in [-1, 1]; labels when the model is conditional;
+        caption token ids for a text-to-image base."""
+        self._ensure_base()
+        if self.pipe is not None:
+            return self._text_dataset(data)
         c = self.config
         return image_dataset(data, c.image_size, c.channels, c.num_classes, "diffusion")
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
         """Denoising loss at a random timestep; every random draw comes from ``ctx.generator``."""
+        if self.pipe is not None:
+            return self._text_step(batch, ctx)
         x0 = batch["image"]  # (B, C, S, S)
         gen = ctx.generator
         b = x0.shape[0]
@@ -207,6 +261,9 @@ class DiffusionGenerator(Generator):
     @torch.inference_mode()
     def evaluate(self, data: Any) -> dict[str, float]:
         """Held-out denoising loss at fixed timesteps and noise (comparable across runs)."""
+        self._ensure_base()
+        if self.pipe is not None:
+            return self._text_evaluate(data)
         held_out = self.make_dataset(data, "test").tensors
         x0 = held_out["image"][:512].to(self.device)  # (N, C, S, S)
         labels = held_out["label"][: len(x0)].to(self.device) if "label" in held_out else None
@@ -225,6 +282,11 @@ class DiffusionGenerator(Generator):
     def generate(self, seeds: list[int], conditions: list[dict[str, Any]], options: Any,
                  stream: Callable[[str], None] | None = None) -> list[Any]:
         """One batch of images; sample i depends only on ``seeds[i]`` and its conditions."""
+        self._ensure_base()
+        if not isinstance(options, DiffusionSampleOptions):
+            options = self.options(dict(options or {}))
+        if self.pipe is not None:
+            return self._text_generate(seeds, conditions, options)
         images = self._sample_tensor(seeds, conditions, options)  # (B, C, S, S)
         self._remember(seeds, conditions)
         pil = tensor_to_images(images)
@@ -249,20 +311,23 @@ class DiffusionGenerator(Generator):
         check(options.scheduler != "ddpm" or steps <= self.config.num_train_timesteps,
               f"ddpm takes at most num_train_timesteps={self.config.num_train_timesteps} steps; "
               f"lower --steps")
-        check(options.guidance_scale == 1.0 or (self.null_label is not None
-                                                and self.config.label_dropout > 0),
+        guidance = 1.0 if options.guidance_scale is None else options.guidance_scale
+        check(guidance == 1.0 or (self.null_label is not None and self.config.label_dropout > 0),
               "guidance_scale needs a class-conditional model trained with label_dropout > 0; "
               "drop --guidance-scale")
+        check(options.negative_prompt is None, "negative_prompt is for text-to-image models")
         labels = self._labels_of(seeds, conditions)
         label_tensor = None
         if self.null_label is not None:
             label_tensor = torch.tensor(labels, dtype=torch.long, device=self.device)  # (B,)
         cfg = self.config
-        with torch.inference_mode(), self._sampling_unet(options) as unet:
+        lora = self.unet if self.config.lora_rank else None
+        with torch.inference_mode(), lora_scaled(lora, options.lora_scale), \
+                self._sampling_unet(options) as unet:
             return denoise(unet, make_scheduler(options.scheduler, self.noise_scheduler.config),
                            (len(seeds), cfg.channels, cfg.image_size, cfg.image_size), steps,
                            sample_generators(seeds, self.device), label_tensor, self.null_label,
-                           options.guidance_scale, options.eta, trajectory)
+                           guidance, options.eta, trajectory)
 
     def _labels_of(self, seeds: list[int], conditions: list[dict[str, Any]]) -> list[int | None]:
         """Each sample's label: the asked one, else (conditional models) one drawn from
@@ -307,6 +372,10 @@ class DiffusionGenerator(Generator):
         """The denoising trajectory of the first samples, when ``options.trajectory`` is set."""
         if options is None or getattr(options, "trajectory", None) is None:
             return []
+        self._ensure_base()
+        if self.pipe is not None:
+            raise ConfigError("trajectory works with genkit's own UNet sampler; drop it for a "
+                              "text-to-image model")
         from genkit_diffusion.trajectory import write_trajectory
 
         rows = options.trajectory_samples
@@ -321,15 +390,23 @@ class DiffusionGenerator(Generator):
     # ------------------------------------------------------------------ files
     def save_weights(self, directory: Path) -> None:
         """Write a diffusers pipeline directory (model_index.json, unet/, scheduler/):
-        the checkpoint opens with ``DDPMPipeline.from_pretrained`` too."""
+        the checkpoint opens with ``DDPMPipeline.from_pretrained`` too. With ``base``: the
+        LoRA adapter alone, or the fine-tuned pipeline (see ``genkit_diffusion.pretrained``)."""
+        if self.config.base is not None:
+            self._save_base_weights(Path(directory))
+            return
         pipe = DDPMPipeline(unet=self.unet, scheduler=self.noise_scheduler)
         pipe.save_pretrained(str(directory), safe_serialization=True)
         for weights in Path(directory).rglob("*.safetensors"):
             weights.chmod(0o644)  # safetensors writes 0600: others could not read the model
 
     def load_weights(self, directory: Path) -> None:
-        """Read the UNet weights from ``unet/`` (safetensors only, any float dtype)."""
+        """Read the UNet weights from ``unet/`` (safetensors only, any float dtype); with
+        ``base``, the fine-tuned pipeline or the base plus the adapter."""
         directory = Path(directory)
+        if self.config.base is not None:
+            self._load_base_weights(directory)
+            return
         missing = [f for f in REQUIRED_FILES if not (directory / f).is_file()]
         if missing:
             raise CheckpointError(f"{directory} is not a complete diffusion checkpoint: missing "
@@ -356,16 +433,22 @@ class DiffusionGenerator(Generator):
 
         return load_pipeline_dir(path, device)
 
+    @classmethod
+    def model_card_details(cls, manifest: dict[str, Any], where: str) -> dict[str, Any]:
+        """Card metadata and the plain-diffusers loading recipe (see genkit.store.modelcard)."""
+        return card_details(manifest, where)
+
 
 def unet_kwargs(config: DiffusionConfig) -> dict[str, Any]:
     """``UNet2DModel`` arguments for ``config``: plain ResNet blocks at every resolution,
-    attention (when on) at the lowest one and in the middle block."""
+    attention (when on) at the lowest ``attention_levels`` ones (never the first) and in
+    the middle block."""
     levels = len(config.block_out_channels)
-    attn_last = config.attention and levels > 1
     down = ["DownBlock2D"] * levels
-    up = ["UpBlock2D"] * levels
-    if attn_last:
-        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    if config.attention and levels > 1:  # the lowest attention_levels resolutions
+        for i in range(max(1, levels - config.attention_levels), levels):
+            down[i] = "AttnDownBlock2D"
+    up = [block.replace("Down", "Up") for block in reversed(down)]
     kwargs: dict[str, Any] = {
         "sample_size": config.image_size,
         "in_channels": config.channels,

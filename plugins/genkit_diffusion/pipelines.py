@@ -28,9 +28,12 @@ from genkit.plugin import (
     ConfigError,
     Generator,
     check,
+    quiet_progress,
+    remote_code_reason,
     resolve_device,
     sample_generators,
 )
+from genkit_diffusion.edit_pipelines import PipelineEditing
 
 ALLOWED_LIBRARIES = ("diffusers", "transformers")
 SCHEDULER_NAMES = ("ddpm", "ddim", "dpm++", "euler")
@@ -62,7 +65,7 @@ class ForeignSampleOptions:
               "guidance_scale must be >= 0")
 
 
-class PipelineGenerator(Generator):
+class PipelineGenerator(PipelineEditing, Generator):
     """A genkit generator that samples a diffusers pipeline in place (sampling only)."""
 
     Config = ForeignPipelineConfig
@@ -92,27 +95,10 @@ class PipelineGenerator(Generator):
         """One batch through the pipeline's own ``__call__``, one generator per sample."""
         if not isinstance(options, ForeignSampleOptions):
             options = self.options(dict(options or {}))
-        if options.scheduler is not None:
-            from genkit_diffusion.sampler import make_scheduler
-
-            self.pipe.scheduler = make_scheduler(options.scheduler, self.pipe.scheduler.config)
-        kwargs: dict[str, Any] = {
-            "generator": sample_generators(seeds, self.device),
-            "num_inference_steps": options.steps or self.default_steps,
-            "output_type": "pil",
-        }
-        if self._takes_prompt:
-            kwargs["prompt"] = [str((c or {}).get("prompt", "")) for c in
-                                (conditions or [{}] * len(seeds))]
-            if options.guidance_scale is not None:
-                kwargs["guidance_scale"] = options.guidance_scale
-            if options.negative_prompt is not None:
-                kwargs["negative_prompt"] = [options.negative_prompt] * len(seeds)
-        else:
-            if any((c or {}).get("prompt") for c in conditions):
-                raise ConfigError(f"{self.config.path} is an unconditional pipeline; drop --prompt")
-            kwargs["batch_size"] = len(seeds)
-        return list(self.pipe(**kwargs).images)
+        return run_pipeline(self.pipe, seeds, conditions, self.device, self.config.path,
+                            scheduler=options.scheduler, steps=options.steps or self.default_steps,
+                            guidance_scale=options.guidance_scale,
+                            negative_prompt=options.negative_prompt)
 
     def make_dataset(self, data: Any, split: str) -> Any:
         raise ConfigError("a diffusers pipeline directory without genkit.json can only be "
@@ -121,6 +107,40 @@ class PipelineGenerator(Generator):
     def save_weights(self, directory: Path) -> None:
         raise CheckpointError(f"{self.config.path} is a plain diffusers pipeline and is sampled "
                               "in place; copy the directory instead of saving it with genkit")
+
+
+def run_pipeline(pipe: Any, seeds: list[int], conditions: list[dict[str, Any]], device: Any,
+                 name: str, *, scheduler: str | None, steps: int,
+                 guidance_scale: float | None = None, negative_prompt: str | None = None,
+                 eta: float | None = None) -> list[Any]:
+    """Images from a diffusers pipeline's own ``__call__``: sample i draws only from its
+    seed (a list of generators), prompts for text-to-image pipelines. ``scheduler``
+    (a genkit name) replaces the pipeline's for this call only; None keeps its own."""
+    takes_prompt = "prompt" in inspect.signature(pipe.__call__).parameters
+    kwargs: dict[str, Any] = {"generator": sample_generators(seeds, device),
+                              "num_inference_steps": steps, "output_type": "pil"}
+    if takes_prompt:
+        kwargs["prompt"] = [str((c or {}).get("prompt", "")) for c in
+                            (conditions or [{}] * len(seeds))]
+        if guidance_scale is not None:
+            kwargs["guidance_scale"] = guidance_scale
+        if negative_prompt is not None:
+            kwargs["negative_prompt"] = [negative_prompt] * len(seeds)
+    else:
+        if any((c or {}).get("prompt") for c in conditions):
+            raise ConfigError(f"{name} is an unconditional pipeline; drop --prompt")
+        kwargs["batch_size"] = len(seeds)
+    saved = pipe.scheduler
+    if scheduler is not None:
+        from genkit_diffusion.sampler import make_scheduler
+
+        pipe.scheduler = make_scheduler(scheduler, saved.config)
+    if eta is not None and "eta" in inspect.signature(pipe.__call__).parameters:
+        kwargs["eta"] = eta
+    try:
+        return list(pipe(**kwargs).images)
+    finally:
+        pipe.scheduler = saved
 
 
 def load_pipeline_dir(path: str | Path, device: Any = "auto") -> PipelineGenerator:
@@ -158,12 +178,10 @@ def check_model_index(path: Path) -> dict[str, Any]:
     if not (isinstance(pipeline_cls, type) and issubclass(pipeline_cls, diffusers.DiffusionPipeline)):
         raise CheckpointError(f"{index_file} names pipeline {name!r}, which is not one of "
                               "diffusers' own; custom pipeline code is never run")
-    for key, value in index.items():
-        if key.startswith("_") or not isinstance(value, list) or value == [None, None]:
-            continue
-        if len(value) != 2 or value[0] not in ALLOWED_LIBRARIES:
-            raise CheckpointError(f"{index_file}: component {key!r} comes from {value[0]!r}; "
-                                  f"only {' and '.join(ALLOWED_LIBRARIES)} components are loaded")
+    reason = remote_code_reason(path)  # components from other libraries, auto_map configs
+    if reason:
+        raise CheckpointError(f"{path} needs remote code ({reason}); only "
+                              f"{' and '.join(ALLOWED_LIBRARIES)} components are loaded")
     return index
 
 
@@ -173,8 +191,9 @@ def open_pipeline(path: Path) -> Any:
 
     check_model_index(path)
     try:
-        return DiffusionPipeline.from_pretrained(str(path), local_files_only=True,
-                                                 use_safetensors=True, trust_remote_code=False)
+        with quiet_progress():
+            return DiffusionPipeline.from_pretrained(str(path), local_files_only=True,
+                                                     use_safetensors=True, trust_remote_code=False)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot open the diffusers pipeline {path}: {first} (it must hold "

@@ -24,10 +24,22 @@ from diffusers import (
     EulerDiscreteScheduler,
     SchedulerMixin,
     UNet2DModel,
+    UniPCMultistepScheduler,
 )
 from diffusers.utils.torch_utils import randn_tensor
 
 from genkit.plugin import ConfigError
+
+
+class UniPCScheduler(UniPCMultistepScheduler):
+    """diffusers' UniPC (Zhao et al., 2023), whose ``step`` also takes the per-row
+    ``generator`` every other scheduler takes (UniPC draws no noise and ignores it), so
+    the sampler and the editing loop drive all schedulers alike."""
+
+    def step(self, model_output: torch.Tensor, timestep: Any, sample: torch.Tensor,
+             generator: Any = None, return_dict: bool = True) -> Any:
+        return super().step(model_output, timestep, sample, return_dict=return_dict)
+
 
 #: sampler name -> diffusers scheduler class (built ``from_config`` of the training schedule)
 SCHEDULERS: dict[str, type[SchedulerMixin]] = {
@@ -35,7 +47,17 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "ddim": DDIMScheduler,
     "dpm++": DPMSolverMultistepScheduler,
     "euler": EulerDiscreteScheduler,
+    "dpm++karras": DPMSolverMultistepScheduler,
+    "unipc": UniPCScheduler,
 }
+#: settings a sampler name adds to the training schedule's config
+SCHEDULER_SETTINGS: dict[str, dict[str, Any]] = {
+    "dpm++karras": {"use_karras_sigmas": True},  # Karras et al. (2022) noise levels
+}
+#: the highest noise level (sigma) of Karras spacing: Karras et al.'s 80. The cosine
+#: schedule ends at sigma ~2e4, and rho=7 spacing from there put half of 8 steps on pure
+#: noise (all at t=998): FD 23.0 against 15.9 with the cap (shipped model, 8 steps, n=200)
+KARRAS_SIGMA_MAX = 80.0
 
 
 def make_scheduler(name: str, config: Any) -> SchedulerMixin:
@@ -43,7 +65,12 @@ def make_scheduler(name: str, config: Any) -> SchedulerMixin:
     per-run state, so each sampling run gets its own)."""
     if name not in SCHEDULERS:
         raise ConfigError(f"unknown scheduler {name!r}; use one of {', '.join(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(config)
+    scheduler = SCHEDULERS[name].from_config(config, **SCHEDULER_SETTINGS.get(name, {}))
+    if getattr(scheduler.config, "use_karras_sigmas", False):
+        sigmas = ((1 - scheduler.alphas_cumprod) / scheduler.alphas_cumprod) ** 0.5
+        # diffusers' Karras spacing reads an optional sigma_max from the config
+        scheduler.register_to_config(sigma_max=min(KARRAS_SIGMA_MAX, float(sigmas.max())))
+    return scheduler
 
 
 @dataclass
@@ -82,6 +109,8 @@ def denoise(unet: UNet2DModel, scheduler: SchedulerMixin, shape: Sequence[int], 
     """
     device, dtype = unet.device, unet.dtype
     scheduler.set_timesteps(steps, device=device)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(0)  # Karras timesteps can repeat (998, 998, ...): count steps
     x = randn_tensor(tuple(shape), generator=generators, device=device, dtype=dtype)  # (B, C, H, W)
     x = x * scheduler.init_noise_sigma
     guided = labels is not None and null_label is not None and guidance_scale != 1.0

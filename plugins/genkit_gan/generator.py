@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,14 +35,29 @@ from torch import nn
 from genkit.plugin import (
     Generator,
     HubModules,
+    SamplingError,
     StepContext,
     TensorDictDataset,
     TrainArgs,
     check,
     image_dataset,
+    pil_to_tensor,
     sample_generators,
     sample_labels,
+    sample_seed,
+    save_png,
+    strip,
     tensor_to_images,
+)
+from genkit_gan.augment import diff_augment, parse_policy
+from genkit_gan.editing import GANEditing
+from genkit_gan.losses import (
+    LOSSES,
+    discriminator_loss,
+    generator_loss,
+    gradient_penalty,
+    r1_penalty,
+    real_fake_scores,
 )
 from genkit_gan.models import (
     CONV_SIZES,
@@ -53,7 +69,7 @@ from genkit_gan.models import (
 )
 
 ARCHS = ("conv", "mlp")
-LOSSES = ("nonsaturating", "hinge")
+CONDITIONING = ("norm", "concat")
 
 
 @dataclasses.dataclass
@@ -65,14 +81,31 @@ class GANConfig:
     channels: int = 1  # 1 grey, 3 RGB
     latent_dim: int = 64
     base_width: int = 64  # conv: channels of the widest-resolution layer; mlp: hidden / 4
-    num_classes: int = 0  # > 0: class-conditional (label embedding in G, projection in D)
-    loss: str = "nonsaturating"  # nonsaturating | hinge
+    num_classes: int = 0  # > 0: class-conditional (see conditioning; projection in D)
+    conditioning: str = "norm"  # norm (label-modulated GroupNorm in G) | concat (0.1.0's way)
+    loss: str = "nonsaturating"  # nonsaturating | hinge | lsgan | wgan-gp (see genkit_gan.losses)
+    r1_gamma: float = 0.0  # R1 penalty on real data (0: off); 1 suits small data sets
+    r1_every: int = 4  # lazy R1: every k discriminator steps, scaled by k
+    gp_weight: float = 10.0  # wgan-gp: weight of the gradient penalty
+    n_critic: int = 1  # discriminator steps per generator step (5 for wgan-gp)
+    d_lr_ratio: float = 1.0  # the discriminator's learning rate over the generator's (TTUR)
+    diffaugment: str = ""  # DiffAugment policy on D's inputs: "color,translation,cutout"
     spectral_norm: bool = False  # spectral normalisation of D's layers
     adam_betas: tuple[float, float] = (0.5, 0.999)
 
     def __post_init__(self) -> None:
         check(self.arch in ARCHS, f"unknown arch {self.arch!r}; use one of {', '.join(ARCHS)}")
         check(self.loss in LOSSES, f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        check(self.conditioning in CONDITIONING, f"unknown conditioning {self.conditioning!r}; "
+              f"use one of {', '.join(CONDITIONING)}")
+        check(self.n_critic >= 1, f"n_critic must be at least 1, got {self.n_critic}")
+        check(self.r1_every >= 1, f"r1_every must be at least 1, got {self.r1_every}")
+        check(self.r1_gamma >= 0 and self.gp_weight >= 0, "r1_gamma and gp_weight must be >= 0")
+        check(self.d_lr_ratio > 0, f"d_lr_ratio must be positive, got {self.d_lr_ratio}")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as exc:
+            check(False, f"diffaugment: {exc}")
         check(self.channels in (1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
         for key in ("image_size", "channels", "latent_dim", "base_width"):
             check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)}")
@@ -92,32 +125,20 @@ class GANConfig:
 
 @dataclasses.dataclass
 class GANSampleOptions:
-    """Sampling options (CLI: ``--temperature 0.8``)."""
+    """Sampling options (CLI: ``--truncation 0.7``)."""
 
     temperature: float = 1.0  # scale of z; < 1 trades diversity for typicality
+    truncation: float = 1.0  # truncation trick: z pulled towards the mean latent, psi in (0, 1]
+    interpolate: int = 0  # > 1: also write OUT/interpolation.png, a spherical walk of N frames
 
     def __post_init__(self) -> None:
         check(self.temperature > 0, f"temperature must be positive, got {self.temperature}")
+        check(0 < self.truncation <= 1, f"truncation must be in (0, 1], got {self.truncation}")
+        check(self.interpolate == 0 or self.interpolate >= 2,
+              f"interpolate must be 0 (off) or at least 2 frames, got {self.interpolate}")
 
 
-# ------------------------------------------------------------------------------ losses
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
-                       kind: str = "nonsaturating") -> torch.Tensor:
-    """D's loss: real → 1, fake → 0 (BCE on logits), or the hinge loss."""
-    if kind == "hinge":
-        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
-
-
-def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
-    """G's loss: non-saturating ``-log D(G(z))`` (BCE against 1), or hinge's ``-D(G(z))``."""
-    if kind == "hinge":
-        return -fake_logits.mean()
-    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
-
-
+# --------------------------------------------------------------------------- diversity
 def mean_pairwise_distance(images: torch.Tensor,
                            labels: torch.Tensor | None = None) -> torch.Tensor:
     """Mean L2 distance between pairs of a batch ``(B, C, S, S)``: a spread figure. With
@@ -141,7 +162,7 @@ def diversity_ratio(fake: torch.Tensor, real: torch.Tensor,
 
 
 # ------------------------------------------------------------------------- data & images
-class GANGenerator(HubModules, Generator):
+class GANGenerator(GANEditing, HubModules, Generator):
     """A DCGAN-style GAN (see the module docstring for the training step and layout)."""
 
     Config = GANConfig
@@ -164,7 +185,7 @@ class GANGenerator(HubModules, Generator):
         c = self.config
         if c.arch == "conv":
             self.generator = ConvGenerator(c.latent_dim, c.image_size, c.channels,
-                                           c.base_width, c.num_classes)
+                                           c.base_width, c.num_classes, c.conditioning)
             self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.base_width,
                                                    c.num_classes, c.spectral_norm)
         else:
@@ -179,34 +200,56 @@ class GANGenerator(HubModules, Generator):
         return image_dataset(data, c.image_size, c.channels, c.num_classes, "gan")
 
     def configure_optimizers(self, args: TrainArgs) -> dict[str, torch.optim.Optimizer]:
-        """Two Adam optimizers (DCGAN's betas (0.5, 0.999) by default), one per network."""
+        """Two Adam optimizers (DCGAN's betas (0.5, 0.999) by default), one per network;
+        the discriminator's learning rate is ``d_lr_ratio`` times the generator's (TTUR)."""
         betas = tuple(self.config.adam_betas)
-        return {name: torch.optim.Adam(module.parameters(), lr=args.lr, betas=betas)
+        scale = {"generator": 1.0, "discriminator": self.config.d_lr_ratio}
+        return {name: torch.optim.Adam(module.parameters(), lr=args.lr * scale[name], betas=betas)
                 for name, module in self.modules().items()}
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
-        """One D step then one G step on the same generated batch (see the module docstring)."""
+        """``n_critic`` D steps, then one G step (see the module docstring). DiffAugment
+        runs on every image D sees, real and fake alike; all randomness comes from
+        ``ctx.generator``, so a resumed run repeats an uninterrupted one."""
+        c = self.config
         real = batch["image"]  # (B, C, S, S)
-        labels = batch.get("label") if self.config.num_classes else None
-        G, D, kind = ctx.models["generator"], ctx.models["discriminator"], self.config.loss
-        z = torch.randn(real.shape[0], self.config.latent_dim, generator=ctx.generator,
-                        device=ctx.device)  # (B, Z)
-        fake = G(z, labels)  # (B, C, S, S): the one generator forward of this step
+        labels = batch.get("label") if c.num_classes else None
+        G, D, rng = ctx.models["generator"], ctx.models["discriminator"], ctx.generator
+        policy = parse_policy(c.diffaugment)
 
-        both_labels = None if labels is None else torch.cat([labels, labels])
-        logits = D(torch.cat([real, fake.detach()]), both_labels)  # (2B,)
-        real_logits, fake_logits = logits.chunk(2)
-        d_loss = discriminator_loss(real_logits, fake_logits, kind)
-        ctx.optimize("discriminator", d_loss)
+        def seen(x: torch.Tensor) -> torch.Tensor:  # what D sees
+            return diff_augment(x, rng, policy) if policy else x
 
-        g_loss = generator_loss(D(fake, labels), kind)
+        def latents() -> torch.Tensor:
+            return torch.randn(real.shape[0], c.latent_dim, generator=rng, device=ctx.device)
+
+        fake = G(latents(), labels)  # (B, C, S, S)
+        for k in range(c.n_critic):
+            if k:
+                with torch.no_grad():
+                    fake_d = G(latents(), labels)
+            else:
+                fake_d = fake.detach()
+            lazy_r1 = c.r1_gamma > 0 and (ctx.step * c.n_critic + k) % c.r1_every == 0
+            real_in = real.detach().requires_grad_(lazy_r1)
+            both_labels = None if labels is None else torch.cat([labels, labels])
+            logits = D(torch.cat([seen(real_in), seen(fake_d)]), both_labels)  # (2B,)
+            real_logits, fake_logits = logits.chunk(2)
+            d_loss = discriminator_loss(real_logits, fake_logits, c.loss)
+            if lazy_r1:
+                d_loss = d_loss + r1_penalty(real_logits, real_in, c.r1_gamma, c.r1_every)
+            if c.loss == "wgan-gp":
+                d_loss = d_loss + gradient_penalty(D, seen(real), seen(fake_d), rng, labels,
+                                                   c.gp_weight)
+            ctx.optimize("discriminator", d_loss)
+
+        g_loss = generator_loss(D(seen(fake), labels), c.loss)
         ctx.optimize("generator", g_loss)
         return {
             "loss": (d_loss + g_loss).detach(),
             "d_loss": d_loss.detach(),
             "g_loss": g_loss.detach(),
-            "d_real": torch.sigmoid(real_logits.detach()).mean(),
-            "d_fake": torch.sigmoid(fake_logits.detach()).mean(),
+            **real_fake_scores(real_logits, fake_logits, c.loss),
             "diversity": diversity_ratio(fake, real, labels),
         }
 
@@ -231,14 +274,90 @@ class GANGenerator(HubModules, Generator):
     def generate(self, seeds: list[int], conditions: list[dict[str, Any]], options: Any,
                  stream: Callable[[str], None] | None = None) -> list[Any]:
         """One image per seed: z (then a label, for a conditional model given none) drawn
-        from ``torch.Generator().manual_seed(seeds[i])``."""
-        return tensor_to_images(self._generate_tensor(seeds, conditions, options.temperature))
+        from ``torch.Generator().manual_seed(seeds[i])``, scaled by ``temperature`` and
+        ``truncation``."""
+        return tensor_to_images(self._generate_tensor(
+            seeds, conditions, options.temperature * options.truncation))
 
     def _generate_tensor(self, seeds: list[int], conditions: list[dict[str, Any]],
-                         temperature: float) -> torch.Tensor:
+                         scale: float) -> torch.Tensor:
         gens = sample_generators(seeds, self.device)
         z = torch.stack([torch.randn(self.config.latent_dim, generator=g, device=self.device)
-                         for g in gens]) * temperature  # (B, Z)
-        labels = (sample_labels(conditions, gens, self.config.num_classes, self.device)
-                  if self.config.num_classes else None)
-        return self.generator(z, labels)  # (B, C, S, S)
+                         for g in gens]) * scale  # (B, Z)
+        return self.generator(z, self._labels_for(conditions, gens))  # (B, C, S, S)
+
+    def _labels_for(self, conditions: list[dict[str, Any]],
+                    gens: list[torch.Generator]) -> torch.Tensor | None:
+        if not self.config.num_classes:
+            if any(c.get("label") is not None for c in conditions):
+                raise SamplingError("this gan is unconditional: drop --label (train with "
+                                    "--set num_classes=N for a conditional model)")
+            return None
+        return sample_labels(conditions, gens, self.config.num_classes, self.device)
+
+    # -------------------------------------------------------------------- latent tools
+    def write_extras(self, options: Any, seed: int, out: Path | None) -> list[Path]:
+        """With ``interpolate = N``: ``OUT/interpolation.png``, N frames along the great
+        circle between the latents of samples 0 and 1 of ``seed`` (a conditional model
+        walks across labels from one end's label to the other's)."""
+        if not options.interpolate:
+            return []
+        if out is None:
+            raise SamplingError("--interpolate writes DIR/interpolation.png: give --out DIR")
+        gens = sample_generators([sample_seed(seed, 0), sample_seed(seed, 1)], self.device)
+        ends = torch.stack([torch.randn(self.config.latent_dim, generator=g, device=self.device)
+                            for g in gens]) * options.temperature * options.truncation  # (2, Z)
+        t = torch.linspace(0, 1, options.interpolate, device=self.device)
+        z = slerp(ends[0], ends[1], t)  # (N, Z)
+        labels = self._labels_for([{}, {}], gens)
+        if labels is not None:  # the label switches half way
+            labels = torch.where(t < 0.5, labels[0], labels[1])
+        with self.inference():
+            frames = tensor_to_images(self.generator(z, labels))
+        return [save_png(strip(frames), Path(out) / "interpolation.png")]
+
+    def project(self, images: Any, steps: int = 200, seed: int = 0,
+                labels: Any = None, lr: float = 0.05) -> torch.Tensor:
+        """The latents ``(N, Z)`` whose generated images come closest (pixel MSE) to
+        ``images`` (PIL images or a tensor ``(N, C, S, S)`` in [-1, 1]): Adam on z from a
+        start drawn from ``seed``, with a pull towards the prior (z stays typical)."""
+        c = self.config
+        x = images.to(self.device) if isinstance(images, torch.Tensor) else \
+            pil_to_tensor(list(images), c.image_size, c.channels).to(self.device)
+        gens = sample_generators([sample_seed(seed, i) for i in range(len(x))], self.device)
+        y = None
+        if c.num_classes:
+            given = labels if labels is not None else [None] * len(x)
+            given = [given] * len(x) if isinstance(given, int) else list(given)
+            y = sample_labels([{"label": lab} for lab in given], gens, c.num_classes, self.device)
+        z = torch.stack([torch.randn(c.latent_dim, generator=g, device=self.device)
+                         for g in gens]).requires_grad_(True)  # (N, Z)
+        opt = torch.optim.Adam([z], lr=lr)
+        G = self.generator
+        with self.sampling_weights(), torch.enable_grad():
+            was = G.training
+            G.eval()
+            for p in G.parameters():
+                p.requires_grad_(False)
+            try:
+                for _ in range(steps):
+                    loss = F.mse_loss(G(z, y), x) + 1e-3 * z.pow(2).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            finally:
+                for p in G.parameters():
+                    p.requires_grad_(True)
+                G.train(was)
+        return z.detach()
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between latents ``a``, ``b`` ``(Z,)`` at ``t`` ``(N,)``:
+    ``(N, Z)``; it keeps the norm typical of N(0, I) along the way, where a straight line
+    passes through improbable short latents."""
+    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-8)
+    omega = torch.arccos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    t = t[:, None]
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b

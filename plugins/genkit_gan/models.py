@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genkit.plugin import hub_mixin_options
+from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock
 
 CONV_SIZES = tuple(4 * 2**k for k in range(1, 7))  # 8 .. 256
 MLP_SIZE_RANGE = (4, 64)
@@ -100,16 +101,33 @@ class _Discriminator(nn.Module):
 
 class ConvGenerator(_Generator, PyTorchModelHubMixin,
                     **hub_mixin_options("gan", __name__, "ConvGenerator")):
-    """DCGAN generator: z ``(B, latent_dim)`` → images ``(B, channels, S, S)`` in [-1, 1]."""
+    """DCGAN generator: z ``(B, latent_dim)`` → images ``(B, channels, S, S)`` in [-1, 1].
+
+    A class-conditional generator takes the label through ``conditioning``: ``"norm"``
+    (every GroupNorm's scale and shift chosen by the label, :class:`ConditionalGroupNorm`:
+    the conditional-batch-norm idea without the batch, so a sample never depends on the
+    batch it is drawn in), or ``"concat"`` (a label embedding concatenated to z, genkit
+    0.1.0's way, which collapsed to one image per class in every setting tried).
+    """
 
     def __init__(self, latent_dim: int = 64, image_size: int = 16, channels: int = 1,
-                 base_width: int = 64, num_classes: int = 0) -> None:
+                 base_width: int = 64, num_classes: int = 0,
+                 conditioning: str = "concat") -> None:
         super().__init__()
-        in_dim = self._init_condition(latent_dim, num_classes)
+        by_norm = bool(num_classes) and conditioning == "norm"
+        in_dim = self._init_condition(latent_dim, 0 if by_norm else num_classes)
+        self.num_classes = num_classes
         levels = conv_levels(image_size)
         widths = [base_width * 2 ** (levels - 1 - i) for i in range(levels)]  # at 4, 8, .., S/2
         self.start_width = widths[0]
         self.project = nn.Linear(in_dim, widths[0] * 16, bias=False)
+        self.by_norm = by_norm
+        if by_norm:
+            self.start_norm = ConditionalGroupNorm(widths[0], num_classes)
+            self.up = nn.ModuleList(CondUpBlock(a, b, num_classes)
+                                    for a, b in zip(widths[:-1], widths[1:]))
+            self.out = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)
+            return
         self.start = nn.Sequential(group_norm(widths[0]), nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:]):
@@ -119,6 +137,14 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.by_norm:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass labels")
+            h = self.project(z).view(-1, self.start_width, 4, 4)  # (B, W0, 4, 4)
+            h = torch.relu(self.start_norm(h, labels))
+            for block in self.up:
+                h = block(h, labels)  # doubles the side
+            return torch.tanh(self.out(h))  # (B, C, S, S)
         h = self.project(self._condition(z, labels))  # (B, W0 * 16)
         h = self.start(h.view(-1, self.start_width, 4, 4))  # (B, W0, 4, 4)
         return self.blocks(h)  # (B, C, S, S)

@@ -3,18 +3,23 @@
 Trained from scratch, the tokenizer (byte-level BPE or character level, see
 ``genkit_gpt.tokenizer``) is learnt from the training text the first time a dataset is
 made, and the ``GPT2LMHeadModel`` is rebuilt with the real vocabulary size. With
-``base=DIR`` any local causal-LM directory (``AutoModelForCausalLM`` + ``AutoTokenizer``)
-is fine-tuned, keeping its tokenizer.
+``base=DIR_OR_ID`` any causal LM (a local directory or a Hub id ``ORG/NAME[@REV]``,
+``AutoModelForCausalLM`` + ``AutoTokenizer``) is fine-tuned, keeping its tokenizer: whole,
+or with ``lora_rank=R`` through a peft LoRA adapter (see ``genkit_gpt.pretrained``).
 
 A checkpoint directory is a plain transformers model directory (``config.json``,
 ``model.safetensors``, ``tokenizer.json``) beside genkit's ``genkit.json``, so
 ``AutoModelForCausalLM.from_pretrained(DIR)`` and ``pipeline("text-generation", model=DIR)``
-open it without genkit.
+open it without genkit. A LoRA checkpoint holds only the adapter (``adapter_model.safetensors``
++ ``adapter_config.json``) and the tokenizer: ``AutoPeftModelForCausalLM.from_pretrained(DIR)``
+opens it with its base; :meth:`GPTGenerator.merge_lora` (``genkit export --merge``) makes a
+plain model of it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,9 +40,20 @@ from genkit.plugin import (
     TextData,
     TrainArgs,
     check,
+    check_lora_settings,
+    lora_scaled,
+    quiet_progress,
     sample_generators,
 )
 from genkit_gpt.decoding import DecodeSettings, sample_tokens
+from genkit_gpt.pretrained import (
+    add_lora,
+    card_details,
+    foreign_settings,
+    open_adapter,
+    open_pretrained,
+    save_adapter,
+)
 from genkit_gpt.tokenizer import TOKENIZER_KINDS, encode, train_tokenizer
 
 
@@ -53,7 +69,11 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    base: str | None = None  # a local causal-LM directory to fine-tune instead
+    base: str | None = None  # a causal LM to fine-tune instead: a directory or Hub id ORG/NAME[@REV]
+    lora_rank: int = 0  # > 0: train only a LoRA adapter of this rank on base; 0: all weights
+    lora_alpha: float | None = None  # the adapter's scale is alpha / rank (None: alpha = rank)
+    lora_dropout: float = 0.0  # dropout on the adapter's input
+    lora_targets: tuple[str, ...] | None = None  # None: c_attn,c_proj (GPT-2), q/k/v/o_proj (Llama)
 
     def __post_init__(self) -> None:
         check(self.tokenizer in TOKENIZER_KINDS, f"unknown tokenizer kind {self.tokenizer!r}; "
@@ -67,6 +87,7 @@ class GPTConfig:
         check(self.n_embd % self.n_head == 0,
               f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        check_lora_settings(self.lora_rank, self.lora_alpha, self.lora_dropout, self.base, "gpt")
 
 
 @dataclass
@@ -80,6 +101,7 @@ class GPTSampleOptions:
     repetition_penalty: float = 1.0  # > 1 discourages repeats; 1.0: off
     include_prompt: bool = True  # the text returned starts with the prompt
     stop_at_eos: bool = True  # end a sample at the end-of-text token
+    lora_scale: float = 1.0  # LoRA checkpoints: the adapter's strength (0: the base model)
 
     def __post_init__(self) -> None:
         check(self.max_new_tokens >= 1, "max_new_tokens must be at least 1")
@@ -89,6 +111,7 @@ class GPTSampleOptions:
         check(0.0 < self.top_p <= 1.0, "top_p must be in (0, 1] (1 turns it off)")
         check(self.repetition_penalty > 0 and math.isfinite(self.repetition_penalty),
               "repetition_penalty must be > 0 (1 turns it off)")
+        check(self.lora_scale >= 0 and math.isfinite(self.lora_scale), "lora_scale must be >= 0")
 
 
 class TokenWindows(Dataset):
@@ -154,12 +177,16 @@ class GPTGenerator(Generator):
         return model
 
     def _ensure_model(self) -> None:
-        """Open the base model and tokenizer (fine-tuning) if not done yet."""
+        """Open the base model and tokenizer (fine-tuning) if not done yet, with a fresh
+        LoRA adapter on it when ``lora_rank`` is set (its init seeded like the model's)."""
         if self.model is not None or self.config.base is None:
             return
-        self.model, self.tokenizer = _open_pretrained(Path(self.config.base).expanduser(),
-                                                      what="base model", device=self.device)
-        self._record_shape()
+        with torch.inference_mode(False):  # opened inside inference(): still trainable
+            self.model, self.tokenizer = open_pretrained(self.config.base, "base model",
+                                                         self.device)
+            self._record_shape()
+            if self.config.lora_rank:
+                self.model = add_lora(self.model, self.config, self._init_seed)
 
     def _record_shape(self) -> None:
         """Write what the tokenizer and (for a base model) the model fix into the config,
@@ -282,13 +309,21 @@ class GPTGenerator(Generator):
         streamer = _TextStream(self.tokenizer, stream) if stream is not None else None
         if streamer is not None and options.include_prompt:
             stream(prompts[0])
-        with self.inference():  # the model may have been opened just now (a base model)
+        with self.inference(), lora_scaled(self.model, options.lora_scale):
             new = sample_tokens(self.model, ids, sample_generators(seeds, self.device), settings,
                                 on_token=streamer.push if streamer else None)
         if streamer is not None:
             streamer.flush()
         texts = [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]
         return [p + t for p, t in zip(prompts, texts)] if options.include_prompt else texts
+
+    def options(self, values: Any) -> Any:
+        """Validated sampling options; ``lora_scale`` only for a LoRA model (said before
+        any sample is drawn)."""
+        options = super().options(values)
+        if options.lora_scale != 1.0 and not self.config.lora_rank:
+            raise ConfigError("lora_scale works only on a LoRA checkpoint; drop --lora-scale")
+        return options
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         """Token ids of a prompt; an empty prompt starts from the BOS (or EOS) token."""
@@ -308,20 +343,56 @@ class GPTGenerator(Generator):
     # ------------------------------------------------------------------ weights
     def save_weights(self, directory: Path) -> None:
         """A transformers model directory: ``save_pretrained`` of the model (safetensors)
-        and of the tokenizer, so the folder opens without genkit."""
+        and of the tokenizer, so the folder opens without genkit; with LoRA, the adapter
+        alone (``adapter_model.safetensors`` + ``adapter_config.json``)."""
         self._ensure_model()
         if self.tokenizer is None:
             raise CheckpointError("cannot save a gpt model that has no tokenizer yet; "
                                   "train it first")
-        with _quiet_transformers():
-            self.model.save_pretrained(directory, safe_serialization=True)
+        if self.config.lora_rank:
+            save_adapter(self.model, Path(directory), self.config.base)
+        else:
+            with quiet_progress():
+                self.model.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
 
     def load_weights(self, directory: Path) -> None:
-        """Open a directory written by :meth:`save_weights` (safetensors only, offline)."""
-        self.model, self.tokenizer = _open_pretrained(Path(directory), what="checkpoint",
-                                                      device=self.device)
+        """Open a directory written by :meth:`save_weights` (safetensors only, offline);
+        a LoRA checkpoint opens its base first (a directory or the Hub cache)."""
+        if self.config.lora_rank:
+            self.model, self.tokenizer = open_adapter(Path(directory), self.config, self.device)
+        else:
+            self.model, self.tokenizer = open_pretrained(Path(directory), "checkpoint",
+                                                         self.device)
         self._record_shape()
+
+    def merge_lora(self) -> GPTGenerator:
+        """A plain (``lora_rank=0``) generator with the adapter merged into the base
+        weights: ``genkit export --merge``. This generator's model is merged in place."""
+        if not self.config.lora_rank:
+            raise CheckpointError("this gpt model has no LoRA adapter; there is nothing to "
+                                  "merge (its checkpoint already opens with AutoModelForCausalLM)")
+        self._ensure_model()
+        merged = type(self).named(self.name, dataclasses.replace(self.config, lora_rank=0))
+        merged.model, merged.tokenizer = self.model.merge_and_unload(), self.tokenizer
+        merged.training_summary = dict(self.training_summary)
+        return merged.to(self.device)
+
+    @classmethod
+    def from_foreign_dir(cls, path: Path, device: torch.device) -> GPTGenerator:
+        """Sample a directory written without genkit: a transformers causal LM, or a peft
+        LoRA adapter (its base named in ``adapter_config.json``)."""
+        generator = cls.named("gpt", **foreign_settings(Path(path)))
+        generator.to(device)
+        if generator.config.lora_rank:
+            generator.load_weights(Path(path))
+        generator._ensure_model()
+        return generator
+
+    @classmethod
+    def model_card_details(cls, manifest: dict[str, Any], where: str) -> dict[str, Any]:
+        """Card metadata and the plain-library loading recipe (see genkit.store.modelcard)."""
+        return card_details(manifest, where)
 
     def num_parameters(self) -> int:
         self._ensure_model()
@@ -329,42 +400,6 @@ class GPTGenerator(Generator):
 
 
 # ---------------------------------------------------------------------- helpers
-def _open_pretrained(directory: Path, what: str, device: torch.device) -> tuple[Any, Any]:
-    """A causal LM and its tokenizer from a local directory: offline, safetensors only,
-    float32 (a shipped fp16 checkpoint is widened for the CPU)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not (directory / "config.json").is_file():
-        raise ConfigError(f"{what} {directory} is not a transformers model directory "
-                          "(no config.json); give a folder written by save_pretrained")
-    if not any(directory.glob("*.safetensors")):
-        raise ConfigError(f"{what} {directory} has no .safetensors weights; genkit never "
-                          "loads pickle: re-save it with save_pretrained(safe_serialization=True)")
-    try:
-        with _quiet_transformers():
-            model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True,
-                                                         use_safetensors=True, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"cannot open {what} {directory}: {exc}") from exc
-    return model.to(device), tokenizer
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No transformers progress bars ("Loading weights", "Writing model shards") on stderr:
-    genkit prints its own progress."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def _windows(ids: torch.Tensor, starts: list[int],
              block: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-token targets of windows at ``starts``; a short last window is

@@ -13,6 +13,8 @@ from the step's seeded RNG. ``recon`` is ``-log p(x|z)`` summed over pixels:
 Beyond ``sample``, the Python API has :meth:`VAEGenerator.encode`, :meth:`~VAEGenerator.decode`,
 :meth:`~VAEGenerator.reconstruct` and :meth:`~VAEGenerator.interpolate`; the sampling option
 ``interpolate=N`` makes :meth:`~VAEGenerator.write_extras` write ``interpolation.png``.
+``edit`` reconstructs and inpaints (:mod:`genkit_vae.editing`); ``genkit encode`` and
+``genkit decode`` carry latents through ``.npy`` files (:mod:`genkit_vae.commands`).
 
 Checkpoint layout (Hugging Face's ``PyTorchModelHubMixin``)::
 
@@ -25,13 +27,11 @@ so ``ConvDecoder.from_pretrained("DIR/decoder")`` works without genkit.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from genkit.plugin import (
     ConfigError,
@@ -50,13 +50,15 @@ from genkit.plugin import (
     strip,
     tensor_to_images,
 )
+from genkit_vae.editing import VAEEditing
+from genkit_vae.elbo import kl_nats, kl_weight, reconstruction_nats
 from genkit_vae.models import CONV_SIZES, LIKELIHOODS, ConvDecoder, ConvEncoder
+from genkit_vae.presets import resolve as resolve_preset
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
 STRIP_FILE = "interpolation.png"
-LOG_2PI = math.log(2 * math.pi)
 
 ImagesLike = Any  # a PIL image, a list of them, or a tensor (C, S, S) / (N, C, S, S) in [-1, 1]
 LabelsLike = Any  # None, an int, a list of ints, or a tensor (N,)
@@ -68,8 +70,11 @@ class VAEConfig:
 
     image_size: int = 16  # 8, 16, 32, ...
     channels: int = 1  # 1 grey, 3 RGB
-    latent_dim: int = 16
-    base_width: int = 32  # channels of the first encoder layer; doubles per level
+    size: str | None = None  # shape preset tiny|small|base for the 4 fields below left unset
+    latent_dim: int | None = None  # size of z
+    base_width: int | None = None  # channels of the first encoder layer; doubles per level
+    max_width: int | None = None  # cap of the doubling widths (0: none)
+    blocks_per_level: int | None = None  # extra 3x3 convolutions at each resolution
     num_classes: int = 0  # > 0: class-conditional VAE (CVAE)
     likelihood: str = "bernoulli"  # bernoulli | gaussian
     sigma: float = 0.1  # gaussian likelihood: pixel std in [-1, 1] units
@@ -80,11 +85,15 @@ class VAEConfig:
         check(self.likelihood in LIKELIHOODS, f"unknown likelihood {self.likelihood!r}; use "
                                               f"one of {', '.join(LIKELIHOODS)}")
         check(self.channels in (1, 3), f"channels must be 1 (grey) or 3 (RGB), got {self.channels}")
-        for key in ("image_size", "channels", "latent_dim", "base_width"):
-            check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)}")
+        check(self.image_size > 0, f"image_size must be positive, got {self.image_size}")
         check(self.image_size in CONV_SIZES,
               f"the vae supports image_size {', '.join(map(str, CONV_SIZES))}; got "
               f"{self.image_size}")
+        resolve_preset(self)  # the shape fields left unset, from the size preset
+        for key in ("latent_dim", "base_width"):
+            check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("max_width", "blocks_per_level"):
+            check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
         check(self.num_classes >= 0, f"num_classes must be 0 (unconditional) or more, "
                                      f"got {self.num_classes}")
         check(self.sigma > 0, f"sigma must be positive, got {self.sigma}")
@@ -107,32 +116,8 @@ class VAESampleOptions:
               f"{self.interpolate}")
 
 
-# ------------------------------------------------------------------------------- ELBO
-def reconstruction_nats(output: torch.Tensor, images: torch.Tensor, likelihood: str,
-                        sigma: float) -> torch.Tensor:
-    """``-log p(x | z)`` per image ``(B,)`` in nats; ``images`` in [-1, 1]."""
-    if likelihood == "bernoulli":
-        target = (images + 1) / 2  # (B, C, S, S) in [0, 1]
-        nll = F.binary_cross_entropy_with_logits(output, target, reduction="none")
-    else:
-        nll = 0.5 * ((images - output) / sigma) ** 2 + math.log(sigma) + 0.5 * LOG_2PI
-    return nll.flatten(1).sum(1)  # (B,)
-
-
-def kl_nats(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mean, exp(logvar)) || N(0, I))`` per row ``(B,)`` in nats."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum(1)
-
-
-def kl_weight(beta: float, warmup_steps: int, step: int) -> float:
-    """beta after a linear warm-up from 0 over ``warmup_steps`` (reached at that step)."""
-    if warmup_steps <= 0:
-        return beta
-    return beta * min(1.0, (step + 1) / warmup_steps)
-
-
 # --------------------------------------------------------------------------- generator
-class VAEGenerator(HubModules, Generator):
+class VAEGenerator(VAEEditing, HubModules, Generator):
     """A convolutional VAE (see the module docstring for the objective and layout)."""
 
     Config = VAEConfig
@@ -152,10 +137,11 @@ class VAEGenerator(HubModules, Generator):
 
     def build(self) -> None:
         c = self.config
+        arch = {"max_width": c.max_width, "blocks_per_level": c.blocks_per_level}
         self.encoder = ConvEncoder(c.image_size, c.channels, c.base_width, c.latent_dim,
-                                   c.num_classes)
+                                   c.num_classes, **arch)
         self.decoder = ConvDecoder(c.latent_dim, c.image_size, c.channels, c.base_width,
-                                   c.num_classes, c.likelihood)
+                                   c.num_classes, c.likelihood, **arch)
 
     def make_dataset(self, data: Any, split: str) -> TensorDictDataset:
         c = self.config

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (
+from hostile_support import (
     QUICK_TRAIN,
     TINY_VAE_SETS,
     Result,

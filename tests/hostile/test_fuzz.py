@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import TINY_VAE
+from hostile_support import TINY_VAE
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -248,7 +248,7 @@ def test_fuzz_train_set_values(models, key, value, data):
     if not _no_nul([key, value]):
         return
     with scratch() as folder:
-        from conftest import write_png
+        from hostile_support import write_png
 
         for i in range(8):
             write_png(folder / "images" / f"{i}.png", value=i)

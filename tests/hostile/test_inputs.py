@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import (
+from hostile_support import (
     QUICK_TRAIN,
     TINY_VAE,
     assert_changes_only_under,

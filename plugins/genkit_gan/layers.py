@@ -1,0 +1,113 @@
+"""Layers for class-conditional GANs (plain torch; no genkit imports).
+
+- :class:`ConditionalGroupNorm`: the generator's label-modulated normalisation. It plays
+  the part of conditional batch norm (de Vries et al. 2017; Miyato & Koyama 2018; BigGAN)
+  -- normalise, then scale and shift with *per-class* gamma and beta -- but normalises
+  with GroupNorm, per sample, so a sample never depends on the batch it is drawn in (the
+  reason genkit's generators use GroupNorm at all) and the EMA weights used for
+  sampling need no running statistics. With ``num_classes=0`` it is a plain affine
+  GroupNorm, so one generator class serves both cases.
+- :class:`ProjectionHead`: the projection discriminator's output (Miyato & Koyama 2018):
+  ``psi(h) + <embed(y), h>`` on D's pooled features ``h``; the inner product with a
+  class embedding makes D judge "a real image *of class y*", which is what keeps a
+  conditional generator from ignoring its label or collapsing within a class.
+- :class:`CondUpBlock`: the generator's 2x up-sampling step built on the conditional
+  norm (transposed conv 4x4 stride 2 -> ConditionalGroupNorm -> ReLU), as in
+  ``genkit_gan.models.ConvGenerator``'s blocks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+
+def default_groups(num_channels: int, max_groups: int = 8) -> int:
+    """Up to ``max_groups`` groups that divide ``num_channels`` (as models.group_norm)."""
+    return math.gcd(num_channels, max_groups)
+
+
+class ConditionalGroupNorm(nn.Module):
+    """GroupNorm without affine parameters, then ``gamma[y] * x + beta[y]`` per class.
+
+    ``x`` ``(B, C, ...)``, ``labels`` ``(B,)`` long. gamma starts at 1 and beta at 0 for
+    every class, so at initialisation it equals a plain GroupNorm. With
+    ``num_classes=0`` there is one shared gamma/beta (a plain affine GroupNorm) and
+    ``labels`` must be None.
+    """
+
+    def __init__(self, num_channels: int, num_classes: int = 0, num_groups: int | None = None,
+                 eps: float = 1e-5) -> None:
+        super().__init__()
+        self.num_channels, self.num_classes = num_channels, num_classes
+        self.norm = nn.GroupNorm(num_groups or default_groups(num_channels), num_channels,
+                                 eps=eps, affine=False)
+        if num_classes:
+            self.gamma = nn.Embedding(num_classes, num_channels)
+            self.beta = nn.Embedding(num_classes, num_channels)
+            nn.init.ones_(self.gamma.weight)
+            nn.init.zeros_(self.beta.weight)
+        else:
+            self.weight = nn.Parameter(torch.ones(num_channels))
+            self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(x)
+        shape = (x.shape[0], self.num_channels) + (1,) * (x.dim() - 2)
+        if not self.num_classes:
+            if labels is not None:
+                raise ValueError("this norm is unconditional (num_classes=0): pass no labels")
+            return h * self.weight.view(1, -1, *shape[2:]) + self.bias.view(1, -1, *shape[2:])
+        if labels is None:
+            raise ValueError("this norm is class-conditional: pass labels")
+        return h * self.gamma(labels).view(shape) + self.beta(labels).view(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, num_classes={self.num_classes}, groups={self.norm.num_groups}"
+
+
+class ProjectionHead(nn.Module):
+    """``logit = w . h + b + <embed(y), h>`` on D's features ``h`` ``(B, F)`` -> ``(B,)``.
+
+    The class embedding starts small (Xavier uniform, as SNGAN's code) so the class term
+    does not swamp the real/fake term at step one; both take spectral norm when asked.
+    With ``num_classes=0`` it is the plain linear head and ``labels`` must be None.
+    """
+
+    def __init__(self, feature_dim: int, num_classes: int = 0,
+                 spectral_norm: bool = False) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        linear = nn.Linear(feature_dim, 1)
+        self.linear = _spectral_norm(linear) if spectral_norm else linear
+        self.embed = None
+        if num_classes:
+            embed = nn.Embedding(num_classes, feature_dim)
+            nn.init.xavier_uniform_(embed.weight)
+            self.embed = _spectral_norm(embed) if spectral_norm else embed
+
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.linear(h).squeeze(1)  # (B,)
+        if self.embed is None:
+            if labels is not None:
+                raise ValueError("this head is unconditional (num_classes=0): pass no labels")
+            return logits
+        if labels is None:
+            raise ValueError("this head is class-conditional: pass labels")
+        return logits + (self.embed(labels) * h).sum(dim=1)  # (B,)
+
+
+class CondUpBlock(nn.Module):
+    """2x up-sampling: ``ConvTranspose2d(4, 2, 1)`` -> :class:`ConditionalGroupNorm` ->
+    ReLU. ``forward(x, labels)``: ``(B, C_in, S, S)`` -> ``(B, C_out, 2S, 2S)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)
+        self.norm = ConditionalGroupNorm(out_channels, num_classes)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(x), labels))
