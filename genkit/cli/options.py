@@ -49,7 +49,10 @@ def read_config_file(path: str) -> dict[str, Any]:
                                  param_hint="--config") from None
     try:
         if file.suffix == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib
 
             data = tomllib.loads(text)
         elif file.suffix in (".yaml", ".yml"):
