@@ -34,9 +34,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def budgeted(step: Callable[[], None], budget: float, schedule_for: Callable[[int], Any],
+             probe: int = 20) -> int:
+    """The plain side's time budget, as a careful script would do it: ``probe`` steps at
+    the warm-up's base rate measure the speed, the schedule is sized from it, and the loop
+    stops at the planned steps or the budget. Returns the steps taken."""
+    start = time.perf_counter()
+    for _ in range(probe):
+        step()
+    total = max(probe + 10, int(probe / (time.perf_counter() - start) * budget))
+    schedule = schedule_for(total)
+    for _ in range(probe):
+        schedule.step()
+    done = probe
+    while done < total and time.perf_counter() - start < budget:
+        step()
+        schedule.step()
+        done += 1
+    return done
 
 
 # ------------------------------------------------------------------------------ text
@@ -78,20 +100,8 @@ def baseline_text(budget: float, source: str, shape: list[int]) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    start = time.perf_counter()
-    probe = 20
-    for _ in range(probe):  # at the warm-up's base rate; measures the speed
-        step()
-    rate = probe / (time.perf_counter() - start)
-    total = max(probe + 10, int(rate * budget))
-    schedule = get_cosine_schedule_with_warmup(opt, min(100, total // 10), total)
-    for _ in range(probe):
-        schedule.step()
-    done = probe
-    while done < total and time.perf_counter() - start < budget:
-        step()
-        schedule.step()
-        done += 1
+    done = budgeted(step, budget, lambda total: get_cosine_schedule_with_warmup(
+        opt, min(100, total // 10), total))
     model.eval()
     ids = torch.tensor(list(test_text.encode("utf-8")), dtype=torch.long)
     nats = 0.0
@@ -156,21 +166,12 @@ def baseline_images(budget: float, unet: dict, out: Path) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    start = time.perf_counter()
-    probe = 20
-    for _ in range(probe):
+    def step_and_average() -> None:
         step()
         ema.step(model.parameters())
-    total = max(probe + 10, int(probe / (time.perf_counter() - start) * budget))
-    schedule = get_cosine_schedule_with_warmup(opt, 500, total)
-    for _ in range(probe):
-        schedule.step()
-    done = probe
-    while done < total and time.perf_counter() - start < budget:
-        step()
-        schedule.step()
-        ema.step(model.parameters())
-        done += 1
+
+    done = budgeted(step_and_average, budget,
+                    lambda total: get_cosine_schedule_with_warmup(opt, 500, total))
     ema.copy_to(model.parameters())
     DDPMPipeline(unet=model, scheduler=noise_scheduler).save_pretrained(out / "baseline")
     fd = genkit.evaluate(genkit.load(out / "baseline", device="cpu", plugin="diffusion"),
