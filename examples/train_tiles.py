@@ -1,6 +1,6 @@
 """Train a 32x32 RGB class-conditional diffusion model on real pixel art, on a CPU budget.
 
-    python examples/train_tiles.py                        # 25 min of training, then eval
+    python examples/train_tiles.py                        # 26 min of training, then eval
     python examples/train_tiles.py --time 3m --out runs/tiles-smoke
     python examples/train_tiles.py --size small --time 2h # a larger UNet, a longer run
 
@@ -35,8 +35,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA, help="the tiles folder (class sub-folders)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "tiles", help="run directory")
-    p.add_argument("--time", default="25m", help="training budget (25m leaves the evaluation "
-                   "inside 30 minutes)")
+    p.add_argument("--time", default="26m", help="training budget (26m leaves the evaluation "
+                   "and the grid inside 30 minutes)")
     p.add_argument("--steps", type=int, help="train this many steps instead of --time")
     p.add_argument("--size", default="tiny", help="UNet preset: tiny | small | base")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,

@@ -9,6 +9,16 @@ The encoder has one stride-2 level per halving from ``image_size`` down to 4x4 (
 level; 32 px: 3; 128 px: 5), widths ``base_width * 2**level`` capped at ``max_width``,
 and ``blocks_per_level`` extra 3x3 convolutions at each level; the decoder mirrors it.
 The latent grows with the image: ``latent_dim`` per 16 px of side, up to a cap.
+
+Parameters of encoder + decoder (RGB, unconditional; :func:`parameter_table`):
+
+======  ===============================  ======  ======  ======  =======
+preset  widths (cap), convs, latent      16 px   32 px   64 px   128 px
+======  ===============================  ======  ======  ======  =======
+tiny    32.. (128), 1/level, 16 per 16px 0.12 M  0.53 M  1.25 M  2.17 M
+small   32.. (256), 2/level, 32 per 16px 0.26 M  1.11 M  4.52 M  9.38 M
+base    64.. (256), 3/level, 64 per 16px 1.40 M  5.99 M  12.0 M  16.5 M
+======  ===============================  ======  ======  ======  =======
 """
 
 from __future__ import annotations
@@ -56,8 +66,9 @@ def resolve(config: Any) -> None:
     without ``size`` that gives ``base_width`` (every config saved before presets) keeps
     the uncapped, single-convolution levels it always had."""
     if config.size is not None and config.size not in PRESETS:
+        hint = " (image_size sets the side in pixels)" if config.size.isdigit() else ""
         raise ConfigError(f"unknown size preset {config.size!r}; use one of "
-                          f"{', '.join(PRESETS)}")
+                          f"{', '.join(PRESETS)}{hint}")
     legacy = config.size is None and config.base_width is not None
     preset = shape(config.size or DEFAULT_SIZE, config.image_size)
     for field in SHAPE_FIELDS:
