@@ -23,6 +23,8 @@ pytest.importorskip("starlette", reason="genkit serve needs the 'serve' extra")
 pytest.importorskip("uvicorn", reason="genkit serve needs the 'serve' extra")
 httpx = pytest.importorskip("httpx")
 
+from genkit_diffusion.generator import DEFAULT_SCHEDULER  # noqa: E402
+
 import genkit  # noqa: E402
 from genkit.serve.app import create_app, serve_in_thread  # noqa: E402
 from genkit.serve.command import serve  # noqa: E402
@@ -85,7 +87,8 @@ def test_health_and_models_describe_what_is_served(http):
     assert (d["family"], d["modality"], d["conditions"], d["num_classes"]) == \
         ("diffusion", "image", ["label"], 10)
     options = {o["name"]: o["default"] for o in d["options"]}
-    assert options["scheduler"] == "ddim" and "steps" in options and "compile" not in options
+    assert options["scheduler"] == DEFAULT_SCHEDULER and "steps" in options
+    assert "compile" not in options
     assert models["gpt"]["modality"] == "text" and models["gpt"]["conditions"] == ["prompt"]
     assert {o["name"]: o["default"] for o in models["gpt"]["options"]}["max_new_tokens"] == 200
     assert http.get("/v1/models/tiny").json()["family"] == "vae"

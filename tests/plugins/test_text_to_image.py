@@ -23,7 +23,7 @@ from genkit.seeding import sample_seed
 
 TRAIN = dict(batch_size=16, device="cpu", progress=False, log_with="none", ema_decay=0.0,
              lr_schedule="constant")
-SAMPLE = dict(steps=12, guidance_scale=7.5)
+SAMPLE = dict(steps=12, guidance_scale=7.5, scheduler="ddim")  # the pipelines' own
 COLOURS = {"red": 0, "blue": 2}
 
 
