@@ -1,7 +1,7 @@
 """Sampling quality per second: FD against steps for each scheduler on the shipped model.
 
-For each scheduler (DDPM, DDIM, DPM-Solver++ with and without Karras sigmas, Euler, UniPC
-where the plugin offers them) and each step count, it draws n samples from the shipped
+For each scheduler (DDPM, DDIM, DPM-Solver++ with and without Karras sigmas, its
+stochastic form, Euler, UniPC where the plugin offers them) and each step count, it draws n samples from the shipped
 class-conditional diffusion model (labels 0-9 in turn, the `genkit eval` protocol), and
 prints the Fréchet distance against the held-out digits and the sampling time, beside
 DDIM-50 (the reference). The fastest setting whose FD is within the reference's FD plus
@@ -10,6 +10,7 @@ a tenth of the real-data floor is what the plugin should use by default. Time is
 
     python benchmarks/sampler_curves.py                 # n=500, the full grid
     python benchmarks/sampler_curves.py --quick         # n=200, fewer points
+    python benchmarks/sampler_curves.py --only unipc --only ddim   # some schedulers
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ GRID = {
     "dpm++karras": (5, 8, 10, 15, 20),
     "euler": (10, 20, 30),
     "unipc": (5, 8, 10, 15),
+    "dpm++sde": (5, 8, 10, 15, 20),
 }
 QUICK = {"ddim": (10, 50), "dpm++": (8, 15), "dpm++karras": (8,), "unipc": (8,)}
 
@@ -38,6 +40,8 @@ def main() -> None:
     p.add_argument("-n", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", action="append", metavar="SCHEDULER",
+                   help="measure only these schedulers (repeatable; DDIM-50 is the reference)")
     args = p.parse_args()
     import torch
 
@@ -46,6 +50,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     n = 200 if args.quick else args.n
     grid = QUICK if args.quick else GRID
+    if args.only:
+        grid = {name: counts for name, counts in grid.items() if name in args.only}
     model = genkit.load(DEFAULT, device="cpu")
     rows = []
     for scheduler, counts in grid.items():

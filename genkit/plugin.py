@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from genkit.compiling import compile_module
 from genkit.config import build_config, check
 from genkit.contract import NoOptions
 from genkit.data.loading import load_data
@@ -102,6 +103,7 @@ __all__ = [
     "check_label",
     "check_lora_settings",
     "check_no_remote_code",
+    "compile_module",
     "has_lora",
     "hookimpl",
     "hub_id_of",

@@ -64,6 +64,9 @@ from genkit.store.checkpoint import read_manifest, resolve_checkpoint_dir, resum
 @click.option("--augment", is_flag=True, default=None,
               help="Random flips, crops and colour jitter per image (images).")
 @click.option("--threads", type=int, help="torch CPU threads (default: the free cores).")
+@click.option("--compile/--no-compile", "compile", default=None,
+              help="torch.compile the models (default: on CUDA for runs of 500+ steps; "
+                   "kernels are cached for the next run).")
 @click.option("--log-with", type=click.Choice(["tensorboard", "wandb", "mlflow", "none"]))
 @click.option("--num-processes", type=int, default=1, show_default=True,
               help="Train with N processes (DDP through accelerate launch).")

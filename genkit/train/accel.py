@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from genkit.compiling import compile_cache_dir, should_compile
 from genkit.config import config_to_dict
 from genkit.devices import check_precision, resolve_device
 from genkit.errors import ConfigError
 from genkit.train.args import TrainArgs, check_tracker_installed
+from genkit.train.budget import parse_duration
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -22,7 +24,7 @@ def make_accelerator(args: TrainArgs, out: Path | None, model_config: Any) -> Ac
     in a process, trackers started, the batch divisible by the processes."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import DataLoaderConfiguration
+    from accelerate.utils import DataLoaderConfiguration, TorchDynamoPlugin
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = None if distributed else resolve_device(args.device)
@@ -46,6 +48,14 @@ def make_accelerator(args: TrainArgs, out: Path | None, model_config: Any) -> Ac
         use_cpu = args.device == "cpu" or not torch.cuda.is_available()
     else:
         use_cpu = device.type == "cpu"
+    target = device if device is not None else torch.device("cpu" if use_cpu else "cuda")
+    dynamo = None  # None: accelerate's own config (``accelerate launch``) decides
+    if should_compile(args.compile, target, args.steps,
+                      parse_duration(args.time) if args.time is not None else None):
+        compile_cache_dir()
+        dynamo = TorchDynamoPlugin(backend="inductor")
+    elif args.compile is False:
+        dynamo = TorchDynamoPlugin(backend="no")
     accelerator = Accelerator(
         cpu=use_cpu,
         mixed_precision=precision,
@@ -53,6 +63,7 @@ def make_accelerator(args: TrainArgs, out: Path | None, model_config: Any) -> Ac
         log_with=trackers,
         project_dir=str(out / "logs") if out else None,
         dataloader_config=DataLoaderConfiguration(split_batches=True),
+        dynamo_plugin=dynamo,
     )
     if args.batch_size % accelerator.num_processes:
         raise ConfigError(f"--batch-size {args.batch_size} must be divisible by the number "
@@ -82,3 +93,12 @@ def needs_optimizer_wrapper(accelerator: Accelerator) -> bool:
 
     plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
     return accelerator.scaler is not None or accelerator.distributed_type not in plain
+
+
+def compiles(accelerator: Accelerator) -> bool:
+    """Whether ``accelerator.prepare`` compiles the models (genkit's choice or accelerate's
+    own config)."""
+    from accelerate.utils import DynamoBackend
+
+    plugin = getattr(accelerator.state, "dynamo_plugin", None)
+    return plugin is not None and plugin.backend != DynamoBackend.NO

@@ -53,6 +53,7 @@ class TrainArgs:
     augment: bool = False  # flips, crops and colour jitter per sample (images)
     time: float | str | None = None  # a wall-clock budget ("10m", "1h30m", seconds): sets steps
     threads: int | None = None  # torch CPU threads (None: as set; the CLI picks free cores)
+    compile: bool | None = None  # torch.compile the models (None: on CUDA for runs of 500+ steps)
     log_with: str = "tensorboard"
     progress: bool = True
 

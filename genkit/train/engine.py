@@ -60,7 +60,7 @@ from genkit.store.training_state import (
     read_training_state,
     write_training_state,
 )
-from genkit.train.accel import make_accelerator, needs_optimizer_wrapper
+from genkit.train.accel import compiles, make_accelerator, needs_optimizer_wrapper
 from genkit.train.args import TrainArgs, TrainReport, resolve_args
 from genkit.train.budget import UNPLANNED_STEPS, TimeBudget, parse_duration
 from genkit.train.callbacks import Callbacks, TrainEvent
@@ -385,6 +385,7 @@ class Engine:
             "seed": args.seed, "device": str(acc.device),
             "device_name": device_name(acc.device), "precision": str(acc.mixed_precision),
             "num_processes": self.world, "threads": torch.get_num_threads(),
+            "compiled": compiles(acc),
             "ema_decay": args.ema_decay,
             "seconds": round(float(previous.get("seconds", 0.0)) + seconds, 2),
             "final_loss": last_loss,

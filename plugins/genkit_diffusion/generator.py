@@ -66,6 +66,7 @@ from genkit.plugin import (
     check,
     check_label,
     check_lora_settings,
+    compile_module,
     image_dataset,
     lora_scaled,
     sample_generators,
@@ -82,11 +83,12 @@ from genkit_diffusion.text2image import TextToImage
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 #: steps used when ``--steps`` is left out, per sampler
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm++": 20, "euler": 30, "dpm++karras": 10,
-                 "unipc": 10}
-#: the default sampler, from benchmarks/sampler_curves.py on the shipped model (n=500):
-#: DPM-Solver++ with Karras sigmas, 10 steps, FD 12.23 against DDIM-50's 12.77 in 0.11x
-#: its time (the fastest setting at or below DDIM-50's FD; 8 steps: 13.07, 0.09x)
-DEFAULT_SCHEDULER = "dpm++karras"
+                 "unipc": 10, "dpm++sde": 10}
+#: the default sampler, UniPC-10, from FD (n=500) against steps: on the shipped model
+#: (benchmarks/sampler_curves.py) 13.18 against DDIM-50's 12.77 (within a tenth of the
+#: real floor) in 0.12x its time; on the 32 px tiles model of examples/train_tiles.py
+#: 12.45 against DDIM-50's 14.87. dpm++karras-10 (12.23 on digits) gave 20.1 on the tiles.
+DEFAULT_SCHEDULER = "unipc"
 #: the files a checkpoint must hold (beside genkit.json)
 UNET_WEIGHTS = "unet/diffusion_pytorch_model.safetensors"
 REQUIRED_FILES = ("model_index.json", "unet/config.json", UNET_WEIGHTS,
@@ -148,8 +150,8 @@ class DiffusionConfig:
 class DiffusionSampleOptions:
     """How to sample: which scheduler, how many steps, and side outputs."""
 
-    scheduler: str = DEFAULT_SCHEDULER  # ddpm | ddim | dpm++ | euler | dpm++karras | unipc
-    steps: int | None = None  # None: 1000 ddpm, 50 ddim, 20 dpm++, 30 euler, 10 dpm++karras/unipc
+    scheduler: str = DEFAULT_SCHEDULER  # ddpm|ddim|dpm++|euler|dpm++karras|unipc|dpm++sde
+    steps: int | None = None  # None: 1000 ddpm, 50 ddim, 20 dpm++, 30 euler, 10 the others
     eta: float = 0.0  # DDIM only: 0 deterministic, 1 as stochastic as DDPM
     guidance_scale: float | None = None  # classifier-free guidance; None: 1 (off) for label
     # models, the pipeline's own (7.5) for text-to-image models
@@ -364,7 +366,7 @@ class DiffusionGenerator(DiffusionEditing, PretrainedUNet, TextToImage, Generato
         try:
             if options.compile:
                 if self._compiled is None:
-                    self._compiled = torch.compile(unet)
+                    self._compiled = compile_module(unet)  # kernels cached across runs
                 yield self._compiled
             else:
                 yield unet

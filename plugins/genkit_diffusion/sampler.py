@@ -49,10 +49,13 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "euler": EulerDiscreteScheduler,
     "dpm++karras": DPMSolverMultistepScheduler,
     "unipc": UniPCScheduler,
+    "dpm++sde": DPMSolverMultistepScheduler,
 }
 #: settings a sampler name adds to the training schedule's config
 SCHEDULER_SETTINGS: dict[str, dict[str, Any]] = {
     "dpm++karras": {"use_karras_sigmas": True},  # Karras et al. (2022) noise levels
+    # stochastic DPM-Solver++ (2M SDE): fresh noise each step hides a young model's errors
+    "dpm++sde": {"algorithm_type": "sde-dpmsolver++"},
 }
 #: the highest noise level (sigma) of Karras spacing: Karras et al.'s 80. The cosine
 #: schedule ends at sigma ~2e4, and rho=7 spacing from there put half of 8 steps on pure

@@ -92,7 +92,7 @@ def test_channels_last_gives_the_same_samples_and_saving_still_works(trained, tm
     assert (tmp_path / "after" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("scheduler", ["ddpm", "ddim"])
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm++sde"])
 def test_sample_i_does_not_depend_on_the_batch(trained, scheduler):
     g, _, _ = trained
     options = {"scheduler": scheduler, "steps": 8, "eta": 1.0 if scheduler == "ddim" else 0.0}
