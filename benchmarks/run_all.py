@@ -11,6 +11,14 @@ the machine (CPU model, cores, RAM, load, GPU), library versions and the date.
 
 With ``--only``, the other scripts' sections of an existing ``BENCHMARKS.md`` are kept
 (the results of every run are stored, as JSON, in a comment at the end of the file).
+
+Runs too long to repeat here (the half-hour tiles examples) are run by hand with their
+output saved, then recorded with ``--ingest NAME=LOG``: the log's first line must be the
+command that made it (``$ python examples/...``, as those scripts print it); its RESULT
+lines become rows under NAME, and the other sections are kept::
+
+    python examples/train_tiles.py --plugin gan > gan.log 2>&1
+    python benchmarks/run_all.py --ingest tiles_gan_diffaug=gan.log
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dir", type=Path, default=HERE, help="folder of benchmark scripts")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per script")
     p.add_argument("--list", action="store_true", help="list the scripts and exit")
+    p.add_argument("--ingest", action="append", default=[], metavar="NAME=LOG",
+                   help="record a run made by hand from its saved output (repeatable)")
     return p.parse_args(argv)
 
 
@@ -123,6 +133,25 @@ def run_script(script: Path, quick: bool, timeout: float) -> dict[str, Any]:
             "results": parse_results(output),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": machine_id()}
+
+
+def ingest(spec: str) -> dict[str, Any]:
+    """A run made by hand, from ``NAME=LOG``: the log's first line is ``$ COMMAND``."""
+    name, sep, log = spec.partition("=")
+    path = Path(log)
+    if not sep or not name or not path.is_file():
+        sys.exit(f"run_all: --ingest wants NAME=LOG with LOG an existing file, got {spec!r}")
+    output = path.read_text(encoding="utf-8", errors="replace")
+    first, _, rest = output.partition("\n")
+    if not first.startswith("$ "):
+        sys.exit(f"run_all: {log} must start with the command that made it ('$ python ...')")
+    results = parse_results(output)
+    if not results:
+        sys.exit(f"run_all: {log} has no RESULT lines")
+    modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc)
+    return {"script": name, "command": first[2:].strip(), "quick": False, "rc": 0,
+            "seconds": None, "output": clean_output(rest), "results": results,
+            "date": modified.isoformat(timespec="seconds"), "machine": machine_id()}
 
 
 def clean_output(text: str) -> str:
@@ -257,7 +286,9 @@ def _status(run: dict[str, Any]) -> str:
 def _section(run: dict[str, Any], info: dict[str, Any]) -> list[str]:
     other = run["machine"] != machine_id()
     lines = [f"## {run['script']}", "",
-             f"`{run['command']}`: {_status(run)} in {run['seconds']} s, {run['date']}"
+             f"`{run['command']}`: {_status(run)}"
+             + (f" in {run['seconds']} s" if run["seconds"] is not None else " (run by hand)")
+             + f", {run['date']}"
              + (" (quick run)" if run["quick"] else "")
              + (f"; on another machine: {run['machine']}" if other else ""), ""]
     output = run["output"].rstrip().splitlines()
@@ -285,6 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                   + ("  (no quick form: runs in full)" if args.quick and not quick else ""))
         return 0
     info = machine()
+    if args.ingest:
+        runs = load_state(args.out)
+        for spec in args.ingest:
+            run = ingest(spec)
+            runs[run["script"]] = run
+            print(f"recorded {run['script']}: {len(run['results'])} figures")
+        write_report(args.out, render(runs, info, argv))
+        return 0
     runs = load_state(args.out) if args.only else {}
     failed = 0
     for script in scripts:

@@ -18,10 +18,9 @@ plain model of it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,8 +256,9 @@ class GPTGenerator(Generator):
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
         """Next-token cross-entropy on a batch of windows, in nats per token."""
         x = batch["input_ids"]  # (B, T + 1)
-        with _dropout_rng(ctx.generator):
-            logits = ctx.models["model"](input_ids=x[:, :-1]).logits  # (B, T, V)
+        # dropout draws from torch's default generator, which the engine seeds every step
+        # from (seed, step): kill-and-resume stays exact
+        logits = ctx.models["model"](input_ids=x[:, :-1]).logits  # (B, T, V)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten())
         return {"loss": loss}
 
@@ -411,17 +411,6 @@ def _windows(ids: torch.Tensor, starts: list[int],
         x[row, : len(chunk) - 1] = chunk[:-1]
         y[row, : len(chunk) - 1] = chunk[1:]
     return x, y
-
-
-@contextlib.contextmanager
-def _dropout_rng(generator: torch.Generator) -> Iterator[None]:
-    """Run the block with the global RNG seeded from ``generator`` (then restored): dropout
-    masks come from the step's own stream, so kill-and-resume stays exact."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    devices = [generator.device.index or 0] if generator.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 class _TextStream:
