@@ -113,6 +113,7 @@ class DiffusionConfig:
     prediction_type: Literal["epsilon", "v_prediction"] = "v_prediction"
     beta_schedule: Literal["linear", "cosine"] = "cosine"
     num_train_timesteps: int = 1000
+    snr_gamma: float | None = None  # min-SNR-gamma loss weighting (Hang et al., 2023; 5 is usual)
     # fine-tuning a pretrained pipeline (the fields above that it fixes are filled in from it)
     base: str | None = None  # a diffusers pipeline: a directory or Hub id ORG/NAME[@REV]
     lora_rank: int = 0  # > 0: train only a LoRA adapter of this rank on the base's UNet
@@ -136,6 +137,8 @@ class DiffusionConfig:
               f"norm_num_groups {self.norm_num_groups} must divide every block width "
               f"{tuple(blocks)}; choose a divisor such as 4 or 8")
         check(self.layers_per_block >= 1, "layers_per_block must be at least 1")
+        check(self.snr_gamma is None or self.snr_gamma > 0,
+              f"snr_gamma must be positive (5 is usual) or unset, got {self.snr_gamma}")
         check(1 <= self.attention_levels <= len(blocks),
               f"attention_levels must be 1..{len(blocks)} (the UNet's resolutions)")
         check(self.num_classes >= 0, "num_classes must be 0 (unconditional) or the number of labels")
@@ -246,8 +249,20 @@ class DiffusionGenerator(DiffusionEditing, PretrainedUNet, TextToImage, Generato
         labels = self._training_labels(batch, gen)
         x_t = self.noise_scheduler.add_noise(x0, noise, t)  # (B, C, S, S)
         pred = ctx.models["unet"](x_t, t, class_labels=labels).sample  # (B, C, S, S)
-        loss = F.mse_loss(pred.float(), self._target(x0, noise, t).float())
-        return {"loss": loss}
+        if self.config.snr_gamma is None:
+            return {"loss": F.mse_loss(pred.float(), self._target(x0, noise, t).float())}
+        per_sample = F.mse_loss(pred.float(), self._target(x0, noise, t).float(),
+                                reduction="none").mean(dim=(1, 2, 3))  # (B,)
+        return {"loss": (per_sample * self._snr_weights(t)).mean()}
+
+    def _snr_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """min-SNR-gamma weights of timesteps ``t`` (B,), as diffusers' training examples
+        compute them: min(SNR, gamma) over SNR (epsilon) or over SNR + 1 (v-prediction)."""
+        from diffusers.training_utils import compute_snr
+
+        snr = compute_snr(self.noise_scheduler, t).float()  # (B,)
+        clipped = snr.clamp(max=self.config.snr_gamma)
+        return clipped / (snr + 1 if self.config.prediction_type == "v_prediction" else snr)
 
     def _training_labels(self, batch: dict[str, torch.Tensor], gen: torch.Generator
                          ) -> torch.Tensor | None:

@@ -64,6 +64,22 @@ def test_v_prediction_cosine_trains_too():  # the default schedule (the fixture:
     assert g.noise_scheduler.config.prediction_type == "v_prediction"
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_min_snr_weights_match_the_formula_and_train(prediction_type):
+    g = tiny(snr_gamma=5.0, prediction_type=prediction_type)
+    t = torch.tensor([0, 10, 200, 999])
+    abar = g.noise_scheduler.alphas_cumprod[t].double()
+    snr = abar / (1 - abar)  # signal-to-noise ratio of each timestep
+    expected = snr.clamp(max=5.0) / (snr + 1 if prediction_type == "v_prediction" else snr)
+    torch.testing.assert_close(g._snr_weights(t).double(), expected, rtol=1e-5, atol=1e-7)
+    assert expected[0] < expected[-1] or prediction_type == "v_prediction"  # easy steps weigh less
+    report = g.train("digits", steps=40, batch_size=32, lr=3e-3, device="cpu", log_every=10,
+                     progress=False, log_with="none")
+    assert report.final_loss < report.first_loss
+    with pytest.raises(ConfigError, match="snr_gamma"):
+        tiny(snr_gamma=0)
+
+
 def test_conformance_kit_passes():
     report = check_generator("diffusion", config=TINY, steps=3, sample_options=FAST,
                              bad_configs=[{"image_size": 7}, {"norm_num_groups": 3}])
