@@ -322,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
             run = ingest(spec)
             runs[run["script"]] = run
             print(f"recorded {run['script']}: {len(run['results'])} figures")
-        write_report(args.out, render(runs, info, argv))
+        # the header names the logs, not where they were on this machine
+        shown = [f"--ingest {name}={Path(log).name}"
+                 for name, _, log in (spec.partition("=") for spec in args.ingest)]
+        write_report(args.out, render(runs, info, shown))
         return 0
     runs = load_state(args.out) if args.only else {}
     failed = 0
