@@ -127,8 +127,8 @@ class GANConfig:
 class GANSampleOptions:
     """Sampling options (CLI: ``--truncation 0.7``)."""
 
-    temperature: float = 1.0  # scale of z; < 1 trades diversity for typicality
-    truncation: float = 1.0  # truncation trick: z pulled towards the mean latent, psi in (0, 1]
+    temperature: float = 1.0  # scale of z (the conv G's first norm undoes it: use truncation)
+    truncation: float = 1.0  # truncation trick: G's first features pulled to their mean, psi in (0, 1]
     interpolate: int = 0  # > 1: also write OUT/interpolation.png, a spherical walk of N frames
 
     def __post_init__(self) -> None:
@@ -274,17 +274,18 @@ class GANGenerator(GANEditing, HubModules, Generator):
     def generate(self, seeds: list[int], conditions: list[dict[str, Any]], options: Any,
                  stream: Callable[[str], None] | None = None) -> list[Any]:
         """One image per seed: z (then a label, for a conditional model given none) drawn
-        from ``torch.Generator().manual_seed(seeds[i])``, scaled by ``temperature`` and
-        ``truncation``."""
+        from ``torch.Generator().manual_seed(seeds[i])``, scaled by ``temperature``, and
+        ``truncation`` applied by the generator network (towards its mean latent)."""
         return tensor_to_images(self._generate_tensor(
-            seeds, conditions, options.temperature * options.truncation))
+            seeds, conditions, options.temperature, options.truncation))
 
     def _generate_tensor(self, seeds: list[int], conditions: list[dict[str, Any]],
-                         scale: float) -> torch.Tensor:
+                         scale: float, truncation: float = 1.0) -> torch.Tensor:
         gens = sample_generators(seeds, self.device)
         z = torch.stack([torch.randn(self.config.latent_dim, generator=g, device=self.device)
                          for g in gens]) * scale  # (B, Z)
-        return self.generator(z, self._labels_for(conditions, gens))  # (B, C, S, S)
+        labels = self._labels_for(conditions, gens)
+        return self.generator(z, labels, truncation=truncation)  # (B, C, S, S)
 
     def _labels_for(self, conditions: list[dict[str, Any]],
                     gens: list[torch.Generator]) -> torch.Tensor | None:
@@ -306,14 +307,14 @@ class GANGenerator(GANEditing, HubModules, Generator):
             raise SamplingError("--interpolate writes DIR/interpolation.png: give --out DIR")
         gens = sample_generators([sample_seed(seed, 0), sample_seed(seed, 1)], self.device)
         ends = torch.stack([torch.randn(self.config.latent_dim, generator=g, device=self.device)
-                            for g in gens]) * options.temperature * options.truncation  # (2, Z)
+                            for g in gens]) * options.temperature  # (2, Z)
         t = torch.linspace(0, 1, options.interpolate, device=self.device)
         z = slerp(ends[0], ends[1], t)  # (N, Z)
         labels = self._labels_for([{}, {}], gens)
         if labels is not None:  # the label switches half way
             labels = torch.where(t < 0.5, labels[0], labels[1])
         with self.inference():
-            frames = tensor_to_images(self.generator(z, labels))
+            frames = tensor_to_images(self.generator(z, labels, truncation=options.truncation))
         return [save_png(strip(frames), Path(out) / "interpolation.png")]
 
     def project(self, images: Any, steps: int = 200, seed: int = 0,

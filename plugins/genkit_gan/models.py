@@ -136,18 +136,46 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
         blocks += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
         self.blocks = nn.Sequential(*blocks)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                truncation: float = 1.0) -> torch.Tensor:
+        """Images for latents ``z`` (B, Z); ``truncation`` psi < 1 pulls the first
+        normalised features towards their mean over z (see :meth:`_mean_first`)."""
+        h = self._first(z, labels)  # (B, W0, 4, 4)
+        if truncation != 1.0:
+            mean = self._mean_first(labels, z)  # (B, W0, 4, 4)
+            h = mean + truncation * (h - mean)
+        h = torch.relu(h)
         if self.by_norm:
-            if labels is None:
-                raise ValueError("this generator is class-conditional: pass labels")
-            h = self.project(z).view(-1, self.start_width, 4, 4)  # (B, W0, 4, 4)
-            h = torch.relu(self.start_norm(h, labels))
             for block in self.up:
                 h = block(h, labels)  # doubles the side
             return torch.tanh(self.out(h))  # (B, C, S, S)
-        h = self.project(self._condition(z, labels))  # (B, W0 * 16)
-        h = self.start(h.view(-1, self.start_width, 4, 4))  # (B, W0, 4, 4)
         return self.blocks(h)  # (B, C, S, S)
+
+    def _first(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """The first features, normalised, before their ReLU: (B, W0, 4, 4)."""
+        if self.by_norm:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: pass labels")
+            h = self.project(z).view(-1, self.start_width, 4, 4)
+            return self.start_norm(h, labels)
+        h = self.project(self._condition(z, labels)).view(-1, self.start_width, 4, 4)
+        return self.start[0](h)  # the GroupNorm (start[1] is the ReLU)
+
+    @torch.no_grad()
+    def _mean_first(self, labels: torch.Tensor | None, like: torch.Tensor,
+                    draws: int = 1024) -> torch.Tensor:
+        """The mean of the first normalised features over ``draws`` fixed latents, for each
+        row's label: the "mean latent" of the truncation trick. Scaling z itself would do
+        nothing here: the first GroupNorm removes the scale of ``project(z)``."""
+        gen = torch.Generator(device=like.device).manual_seed(0)
+        z = torch.randn(draws, self.latent_dim, generator=gen, device=like.device,
+                        dtype=like.dtype)  # (N, Z)
+        if labels is None:
+            return self._first(z, None).mean(0, keepdim=True).expand(len(like), -1, -1, -1)
+        means = {int(y): self._first(z, torch.full((draws,), int(y), device=like.device,
+                                                   dtype=torch.long)).mean(0)
+                 for y in labels.unique()}
+        return torch.stack([means[int(y)] for y in labels])  # (B, W0, 4, 4)
 
 
 class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
@@ -184,8 +212,11 @@ class MLPGenerator(_Generator, PyTorchModelHubMixin,
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
             nn.Linear(hidden, channels * image_size * image_size), nn.Tanh())
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.net(self._condition(z, labels))  # (B, C * S * S)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                truncation: float = 1.0) -> torch.Tensor:
+        """Images for latents ``z``; ``truncation`` psi < 1 pulls z towards the mean
+        latent, 0 (no normalisation layer undoes that here)."""
+        x = self.net(self._condition(z * truncation, labels))  # (B, C * S * S)
         return x.view(-1, *self.shape)  # (B, C, S, S)
 
 
