@@ -29,6 +29,7 @@ Where ``../shared/data`` is absent the script says so and exits with status 0.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -45,6 +46,7 @@ GOAL_FD_OVER_FLOOR = {"diffusion": 3.0, "gan": 4.0}
 GAN_CONFIG = {"arch": "conv", "latent_dim": 128, "base_width": 32, "conditioning": "norm",
               "loss": "nonsaturating", "r1_gamma": 1.0, "r1_every": 4}
 DIFFAUGMENT = "color,translation,cutout"
+TIMING = "train_tiles.json"  # in OUT: how long training took, for --eval-only
 #: classifier-free guidance for sampling the diffusion model. On a 26-minute model (1,641
 #: steps; stochastic DPM-Solver++, 10 steps; n = 500; real floor 0.81): FD 12.6 unguided,
 #: 3.57 at 2.0, 7.86 at 3.5; UniPC-10 at 2.0: 5.2
@@ -80,6 +82,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true", help="show the progress bar")
+    p.add_argument("--eval-only", action="store_true", help="score the model trained before "
+                   "in --out (OUT/model) with the sampling options given; no training")
     args = p.parse_args()
     args.out = args.out or ROOT / "runs" / f"tiles-{args.plugin}"
     args.grid = args.grid or GRIDS[args.plugin]
@@ -119,6 +123,30 @@ def cpu_minutes() -> float:
     return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime) / 60
 
 
+def train(g, args: argparse.Namespace, source: str, classes: int) -> tuple[int, float, float]:
+    """Train ``g`` for the budget; returns steps, wall minutes and CPU-minutes (also kept in
+    OUT/train_tiles.json for ``--eval-only``)."""
+    print(f"{args.plugin}: {g.num_parameters() / 1e6:.2f} M parameters, config {g.config}; "
+          f"data {source} ({classes} classes)", flush=True)
+    budget = {"steps": args.steps} if args.steps else {"time": args.time}
+    train_kwargs = {"batch_size": args.batch_size, "seed": args.seed, "device": "cpu",
+                    "augment": args.augment, "threads": args.threads, "out": str(args.out),
+                    "progress": args.progress, "log_with": "none", **budget}
+    if args.lr is not None:
+        train_kwargs["lr"] = args.lr
+    start_cpu, start = cpu_minutes(), time.perf_counter()
+    report = g.train(source, **train_kwargs)
+    train_wall = (time.perf_counter() - start) / 60
+    train_cpu = cpu_minutes() - start_cpu
+    print(f"trained {report.steps} steps in {train_wall:.1f} min ({report.steps_per_second:.2f} "
+          f"steps/s, {train_cpu:.1f} CPU-minutes), loss {report.first_loss:.4f} -> "
+          f"{report.final_loss:.4f}", flush=True)
+
+    timing = {"steps": report.steps, "minutes": train_wall, "cpu_minutes": train_cpu}
+    (args.out / TIMING).write_text(json.dumps(timing), encoding="utf-8")
+    return report.steps, train_wall, train_cpu
+
+
 def main() -> int:
     args = parse_args()
     if not args.data.is_dir():
@@ -137,25 +165,18 @@ def main() -> int:
     classes = sorted(p.name for p in args.data.iterdir() if p.is_dir())
     extra = dict(item.split("=", 1) for item in args.set)
     print("$ python examples/train_tiles.py " + " ".join(sys.argv[1:]), flush=True)
-    g = genkit.create(args.plugin, seed=args.seed, **model_config(args, len(classes)), **extra)
+    start = time.perf_counter()
+    if args.eval_only:
+        g = genkit.load(args.out / "model", device="cpu")
+        timing = json.loads((args.out / TIMING).read_text(encoding="utf-8"))
+        steps, train_wall, train_cpu = timing["steps"], timing["minutes"], timing["cpu_minutes"]
+        print(f"{args.plugin}: the model in {args.out / 'model'}, trained {steps} steps in "
+              f"{train_wall:.1f} min ({train_cpu:.1f} CPU-minutes)", flush=True)
+    else:
+        g = genkit.create(args.plugin, seed=args.seed, **model_config(args, len(classes)),
+                          **extra)
+        steps, train_wall, train_cpu = train(g, args, source, len(classes))
     params = g.num_parameters()
-    print(f"{args.plugin}: {params / 1e6:.2f} M parameters, config {g.config}; data {source} "
-          f"({len(classes)} classes)", flush=True)
-
-    budget = {"steps": args.steps} if args.steps else {"time": args.time}
-    train_kwargs = {"batch_size": args.batch_size, "seed": args.seed, "device": "cpu",
-                    "augment": args.augment, "threads": args.threads, "out": str(args.out),
-                    "progress": args.progress, "log_with": "none", **budget}
-    if args.lr is not None:
-        train_kwargs["lr"] = args.lr
-    start_cpu, start = cpu_minutes(), time.perf_counter()
-    report = g.train(source, **train_kwargs)
-    train_wall = (time.perf_counter() - start) / 60
-    train_cpu = cpu_minutes() - start_cpu
-    print(f"trained {report.steps} steps in {train_wall:.1f} min ({report.steps_per_second:.2f} "
-          f"steps/s, {train_cpu:.1f} CPU-minutes), loss {report.first_loss:.4f} -> "
-          f"{report.final_loss:.4f}", flush=True)
-
     eval_start = time.perf_counter()
     sampling = sampling_options(args)
     result = genkit.evaluate(args.out / "model", data=source, n=args.n, device="cpu",
@@ -173,7 +194,7 @@ def main() -> int:
     rows, coverage = result.rows, (result.coverage or {}).get("model")
     fd, floor, noise = rows["model"].fd, rows["real"].fd, rows["noise"].fd
     recognised = coverage.classes_present if coverage else 0
-    total = (time.perf_counter() - start) / 60
+    total = (time.perf_counter() - start) / 60 + (train_wall if args.eval_only else 0.0)
     name, described = run_name(args)
     goal = GOAL_FD_OVER_FLOOR[args.plugin]
     print(f"RESULT {name}_fd={fd:.2f} FD at n={args.n} ({described})")
@@ -185,7 +206,7 @@ def main() -> int:
         print(f"RESULT {name}_label_accuracy={coverage.label_accuracy:.3f} samples classified "
               "as the class asked for")
     print(f"RESULT {name}_fd_per_cpu_minute={fd:.2f} after {train_cpu:.1f} CPU-minutes of "
-          f"training ({train_wall:.1f} min wall, {report.steps} steps, {params / 1e6:.2f} M "
+          f"training ({train_wall:.1f} min wall, {steps} steps, {params / 1e6:.2f} M "
           "parameters)")
     print(f"RESULT {name}_train_cpu_minutes={train_cpu:.1f}")
     print(f"RESULT {name}_total_minutes={total:.1f} train {train_wall:.1f} + eval "
