@@ -58,6 +58,9 @@ class GeneratorContract:
     - ``default_sample_batch_size``: samples per generation batch when the user gives
       none (None: 64 for images, 16 for text).
     - ``edit_tasks``: which of :data:`EDIT_TASKS` :meth:`edit_batch` does (none by default).
+    - ``legacy_config``: for config fields added after checkpoints were saved without them,
+      the value those checkpoints were trained with (used when a saved genkit.json lacks
+      the field, where the current default would silently change an old model).
     """
 
     Config: ClassVar[type]
@@ -71,6 +74,7 @@ class GeneratorContract:
     manual_optimization: ClassVar[bool] = False
     default_sample_batch_size: ClassVar[int | None] = None
     edit_tasks: ClassVar[tuple[str, ...]] = ()
+    legacy_config: ClassVar[dict[str, Any]] = {}
 
     #: registry name; set by :func:`genkit.create` / :func:`genkit.load`
     name: str = ""
@@ -115,6 +119,12 @@ class GeneratorContract:
     def modules(self) -> dict[str, torch.nn.Module]:
         """The model's modules by name (those in ``module_names`` that exist)."""
         return {n: getattr(self, n) for n in self.module_names if getattr(self, n, None) is not None}
+
+    @classmethod
+    def saved_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's config values as this version reads them: ``saved``, with
+        :attr:`legacy_config` filling the fields it predates."""
+        return {**cls.legacy_config, **saved}
 
     @property
     def derived_config_keys(self) -> tuple[str, ...]:

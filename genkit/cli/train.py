@@ -133,7 +133,9 @@ def _generator_for_training(plugin: str | None, out: Path, resume: bool,
         plugin, base = manifest["generator"], manifest["config"]
     if not plugin:
         raise click.UsageError("--plugin is required (see 'genkit plugins')")
-    fields = {f.name for f in dataclasses.fields(get_registry().generator(plugin).load_class().Config)}
+    cls = get_registry().generator(plugin).load_class()
+    base = cls.saved_config(base) if base else base
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
     data_options = {k: v for k, v in sets.items() if k in DATA_OPTIONS and k not in fields}
     config = {k: v for k, v in sets.items() if k not in data_options}
     return create(plugin, seed=seed, **{**base, **config}), data_options

@@ -322,7 +322,8 @@ def load_checkpoint(path: str | Path, device: Any = "auto",
         raise CheckpointError(f"{directory} holds a {name!r} model, not {plugin!r}; "
                               f"drop --plugin or use --plugin {name}")
     cls = get_registry().generator(name).load_class()
-    config = config_from_dict(cls.Config, manifest["config"], what=f"{name} config in {directory}")
+    config = config_from_dict(cls.Config, cls.saved_config(manifest["config"]),
+                              what=f"{name} config in {directory}")
     generator = cls.named(name, config)
     present = [f for f in generator.weight_files(directory)
                if TRAINING_STATE not in f.relative_to(directory).parts]

@@ -173,6 +173,8 @@ class GANGenerator(GANEditing, HubModules, Generator):
     ema_modules = ("generator",)
     default_data = "digits"
     train_defaults = {"lr": 2e-4, "batch_size": 64, "steps": 5000, "ema_decay": 0.999}
+    # checkpoints saved before label-modulated norms existed concatenated the label to z
+    legacy_config = {"conditioning": "concat"}
     manual_optimization = True
 
     generator: nn.Module

@@ -56,7 +56,7 @@ def test_training_lowers_the_loss_and_reports_held_out_loss(trained):
 
 
 def test_v_prediction_cosine_trains_too():  # the default schedule (the fixture: epsilon)
-    g = tiny(prediction_type="v_prediction", beta_schedule="cosine")
+    g = tiny(prediction_type="v_prediction", beta_schedule="cosine", snr_gamma=None)
     report = g.train("digits", steps=20, batch_size=32, lr=3e-3, device="cpu", log_every=5,
                      progress=False, log_with="none")
     assert report.final_loss < 0.8 * report.first_loss
@@ -366,3 +366,14 @@ def test_default_model_draws_recognisable_digits_of_every_class():
     assert result.confident >= 0.8, result.as_dict()
     assert result.agree >= 0.8, result.as_dict()  # the class asked for is the one drawn
     assert result.classes == 10, result.as_dict()
+
+
+def test_checkpoints_saved_before_min_snr_keep_training_without_it(tmp_path):
+    g = tiny()
+    assert g.config.snr_gamma == 5.0  # the default now
+    g.save(tmp_path / "ckpt")
+    manifest_path = tmp_path / "ckpt" / "genkit.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["snr_gamma"]  # as an older genkit wrote it
+    manifest_path.write_text(json.dumps(manifest))
+    assert genkit.load(tmp_path / "ckpt", device="cpu").config.snr_gamma is None

@@ -3,6 +3,7 @@ and the shipped default model's samples judged by a classifier of real digits.""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -238,3 +239,18 @@ def test_default_model_samples_are_recognised_digits_of_every_class(digits_judge
         labelled = digits_judge(g.sample(200, seed=1, labels=list(range(10))), asked)
         print(f"gan default, labels asked: {labelled}")
         assert labelled["agree"] >= 0.9
+
+
+def test_a_conditional_checkpoint_from_before_norm_conditioning_loads_as_concat(tmp_path):
+    """0.1.0 concatenated the label to z and saved no ``conditioning``: such a checkpoint
+    loads as ``concat`` (its weights fit) where the new default, ``norm``, would not."""
+    g = genkit.create("gan", image_size=8, latent_dim=8, base_width=8, num_classes=3,
+                      conditioning="concat")
+    g.save(tmp_path / "old")
+    manifest_path = tmp_path / "old" / "genkit.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["conditioning"]  # as 0.1.0 wrote it
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = genkit.load(tmp_path / "old", device="cpu")
+    assert loaded.config.conditioning == "concat"
+    assert loaded.sample(1, seed=0, label=2)[0].tobytes() == g.sample(1, seed=0, label=2)[0].tobytes()
