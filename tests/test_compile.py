@@ -4,6 +4,7 @@ that a compiled run trains and saves exactly the weights an eager run would."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -53,6 +54,8 @@ def test_compile_option_is_checked_and_reaches_the_cli(toy_registry):
     assert "--compile / --no-compile" in text
 
 
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
 def test_a_compiled_run_matches_the_eager_run(toy_registry, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     runs = {}
