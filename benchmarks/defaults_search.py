@@ -5,9 +5,9 @@ every variant trains from the same seed on the same data, one after another in t
 process on one thread, and is scored the same way:
 
 - diffusion: FD (n=500, the plugin's default sampler) of an unconditional model on the
-  built-in digits. Variants: min-SNR-gamma weighting off and at gamma 5 (the default since
-  this search), epsilon prediction with the linear schedule (diffusers' example), a 4x
-  lower and a 2x higher learning rate.
+  built-in digits. Variants: min-SNR-gamma weighting off (the default) and at gamma 5,
+  epsilon prediction with the linear schedule (diffusers' example), a 4x lower and a 2x
+  higher learning rate.
 - gpt: held-out bits per character on the built-in pydoc text. Variants: a character
   tokenizer, a 512-token BPE vocabulary, a 3x higher and a 3x lower learning rate.
 

@@ -367,13 +367,3 @@ def test_default_model_draws_recognisable_digits_of_every_class():
     assert result.agree >= 0.8, result.as_dict()  # the class asked for is the one drawn
     assert result.classes == 10, result.as_dict()
 
-
-def test_checkpoints_saved_before_min_snr_keep_training_without_it(tmp_path):
-    g = tiny()
-    assert g.config.snr_gamma == 5.0  # the default now
-    g.save(tmp_path / "ckpt")
-    manifest_path = tmp_path / "ckpt" / "genkit.json"
-    manifest = json.loads(manifest_path.read_text())
-    del manifest["config"]["snr_gamma"]  # as an older genkit wrote it
-    manifest_path.write_text(json.dumps(manifest))
-    assert genkit.load(tmp_path / "ckpt", device="cpu").config.snr_gamma is None
