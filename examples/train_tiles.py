@@ -173,8 +173,8 @@ def main() -> int:
         print(f"{args.plugin}: the model in {args.out / 'model'}, trained {steps} steps in "
               f"{train_wall:.1f} min ({train_cpu:.1f} CPU-minutes)", flush=True)
     else:
-        g = genkit.create(args.plugin, seed=args.seed, **model_config(args, len(classes)),
-                          **extra)
+        g = genkit.create(args.plugin, seed=args.seed,
+                          **{**model_config(args, len(classes)), **extra})
         steps, train_wall, train_cpu = train(g, args, source, len(classes))
     params = g.num_parameters()
     eval_start = time.perf_counter()

@@ -284,6 +284,70 @@ class RealDigits(Generator):
         return [Image.fromarray(self.images[s % len(self.images)], "L") for s in seeds]
 
 
+@dataclass
+class ClassesConfig:
+    num_classes: int = 4
+
+
+class RealOfClass(Generator):
+    """Not a model: a real image of the class asked for (a perfect conditional generator);
+    ``ignore_label`` draws the classes in turn whatever is asked."""
+
+    Config = ClassesConfig
+    name = "real-of-class"
+    conditions = ("label",)
+    ignore_label = False
+
+    def build(self) -> None:
+        self.data = imbalanced_digits()
+
+    def generate(self, seeds, conditions, options, stream=None):
+        from PIL import Image
+
+        out = []
+        for seed, condition in zip(seeds, conditions):
+            label = seed % 4 if self.ignore_label else condition["label"]
+            pool = np.flatnonzero(self.data.labels == label)
+            image = self.data.images[pool[np.random.default_rng(seed).integers(len(pool))]]
+            out.append(Image.fromarray(image[..., 0], "L"))
+        return out
+
+
+def imbalanced_digits() -> ImageData:
+    """Digits 0-3, three quarters of them zeros (as real data sets are: unbalanced)."""
+    import dataclasses
+
+    data = load_data("digits", "all")
+    keep = np.concatenate([np.flatnonzero(data.labels == 0)[:150]]
+                          + [np.flatnonzero(data.labels == c)[:17] for c in (1, 2, 3)])
+    return dataclasses.replace(data, images=data.images[keep], labels=data.labels[keep],
+                               num_classes=4, class_names=None, name="imbalanced-digits")
+
+
+def test_labels_asked_follow_the_data_s_class_proportions() -> None:
+    from genkit.eval.labels import proportional_labels
+
+    labels = proportional_labels(np.array([0] * 60 + [1] * 20 + [2] * 20), 3, 10)
+    assert np.bincount(labels).tolist() == [6, 2, 2]
+    assert labels[:5] == [0, 0, 1, 2, 0]  # interleaved: a prefix keeps the proportions
+    assert proportional_labels(np.repeat(np.arange(4), 5), 4, 10) == [0, 1, 2, 3] * 2 + [0, 1]
+
+
+def test_a_perfect_conditional_generator_scores_the_floor_on_unbalanced_classes() -> None:
+    """Asking each class equally often would compare another mixture with the data: a
+    generator of real images of the classes in turn scores far above the floor."""
+    data = imbalanced_digits()
+    perfect = evaluate(RealOfClass(), data=data, n=N, draws=2, device="cpu")
+    in_turn = RealOfClass()
+    in_turn.ignore_label = True
+    uniform = evaluate(in_turn, data=data, n=N, draws=2, device="cpu")
+    real = perfect.rows["real"].fd
+    assert perfect.rows["model"].fd < 2 * real, perfect.rows
+    assert uniform.rows["model"].fd > 3 * perfect.rows["model"].fd, uniform.rows
+    assert perfect.coverage["model"].label_accuracy > 0.9
+    assert "proportions" in perfect.conditioning
+
+
 def test_the_collapse_watch_fires_on_a_collapsed_generator_and_not_on_real_data() -> None:
     from genkit.eval.watch import TrainingWatch, collapse_warning
 

@@ -50,6 +50,7 @@ from genkit.eval.features import (
     split_train,
     to_input,
 )
+from genkit.eval.labels import asked_labels
 from genkit.eval.metrics import class_coverage, frechet_distance, knn_metrics, unigram_bits_per_char
 from genkit.eval.results import ClassCoverage, EvalResult, ImageScores
 from genkit.fs import atomic_write_text
@@ -195,16 +196,14 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
 def _draw_samples(generator: GeneratorContract, train: ImageData, n: int, seed: int,
                   batch_size: int | None,
                   options: dict[str, Any]) -> tuple[list[Any], str, list[int] | None]:
-    """n samples; a label-conditional model is asked for the classes in turn (0, 1, ...)."""
-    num_classes = getattr(generator.config, "num_classes", 0) or 0
-    labels = None
-    if "label" in generator.accepted_conditions() and num_classes > 0 and train.labels is not None:
-        labels = list(range(num_classes))
+    """n samples; a label-conditional model is asked for the classes in the training
+    split's proportions (:mod:`genkit.eval.labels`)."""
+    labels = asked_labels(generator, train, n)
     samples = [s.output for s in iter_samples(generator, n=n, seed=seed, batch_size=batch_size,
                                               labels=labels, **options)]
     if labels is None:
         return samples, "none", None
-    return samples, f"labels 0..{num_classes - 1} in turn", [i % num_classes for i in range(n)]
+    return samples, "labels in the training split's class proportions", labels
 
 
 def _real_draw(train: ImageData, n: int, seed: int, draw: int) -> np.ndarray:

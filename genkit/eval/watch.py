@@ -26,6 +26,7 @@ from genkit.eval.features import (
     split_train,
     to_input,
 )
+from genkit.eval.labels import asked_labels
 from genkit.eval.metrics import class_coverage, frechet_distance
 from genkit.eval.results import ClassCoverage
 from genkit.imaging import images_to_uint8
@@ -44,6 +45,7 @@ class TrainingWatch:
     def __init__(self, train: ImageData, test: ImageData, image_size: int,
                  device: torch.device, n: int = 256) -> None:
         self.n, self.device, self.size = n, device, image_size
+        self.train = train  # its class proportions: the labels asked of a generator
         self.channels = int(train.images.shape[-1])
         self.feature_size = min(image_size, MAX_FEATURE_SIZE)
         self.num_classes = num_classes_of(train)
@@ -65,10 +67,7 @@ class TrainingWatch:
 
     def measure(self, generator: GeneratorContract) -> tuple[dict[str, float], ClassCoverage]:
         """``{"fd": ..., "classes": ..., "top_share": ...}`` and the coverage record."""
-        labels = None
-        num_classes = getattr(generator.config, "num_classes", 0) or 0
-        if "label" in generator.accepted_conditions() and num_classes:
-            labels = list(range(num_classes))
+        labels = asked_labels(generator, self.train, self.n)
         samples = [s.output for s in iter_samples(generator, n=self.n, seed=WATCH_SEED,
                                                   labels=labels)]
         images = images_to_uint8(samples)
@@ -77,8 +76,7 @@ class TrainingWatch:
         predicted = batched(self.classifier, x, self.device).argmax(1).numpy()  # (n,)
         coverage = class_coverage(predicted, self.num_classes, self.class_names)
         if labels is not None:
-            asked = np.arange(self.n) % num_classes
-            coverage.label_accuracy = float(np.mean(predicted == asked))
+            coverage.label_accuracy = float(np.mean(predicted == np.asarray(labels)))
         figures = {"fd": fd, "classes": float(coverage.classes_present),
                    "top_share": coverage.top_share}
         if coverage.label_accuracy is not None:

@@ -51,6 +51,7 @@ from genkit.plugin import (
 )
 from genkit_gan.augment import diff_augment, parse_policy
 from genkit_gan.editing import GANEditing
+from genkit_gan.layers import UPSAMPLING
 from genkit_gan.losses import (
     LOSSES,
     discriminator_loss,
@@ -83,6 +84,7 @@ class GANConfig:
     base_width: int = 64  # conv: channels of the widest-resolution layer; mlp: hidden / 4
     num_classes: int = 0  # > 0: class-conditional (see conditioning; projection in D)
     conditioning: str = "norm"  # norm (label-modulated GroupNorm in G) | concat (0.1.0's way)
+    upsample: str = "transposed"  # conv G: transposed (DCGAN) | nearest (+ 3x3: no checkerboard)
     loss: str = "nonsaturating"  # nonsaturating | hinge | lsgan | wgan-gp (see genkit_gan.losses)
     r1_gamma: float = 0.0  # R1 penalty on real data (0: off); 1 suits small data sets
     r1_every: int = 4  # lazy R1: every k discriminator steps, scaled by k
@@ -91,14 +93,18 @@ class GANConfig:
     d_lr_ratio: float = 1.0  # the discriminator's learning rate over the generator's (TTUR)
     diffaugment: str = ""  # DiffAugment policy on D's inputs: "color,translation,cutout"
     spectral_norm: bool = False  # spectral normalisation of D's layers
+    d_depth: int = 1  # conv D: convolutions per resolution (1: DCGAN; 2 adds a 3x3 each)
     adam_betas: tuple[float, float] = (0.5, 0.999)
 
     def __post_init__(self) -> None:
         check(self.arch in ARCHS, f"unknown arch {self.arch!r}; use one of {', '.join(ARCHS)}")
         check(self.loss in LOSSES, f"unknown loss {self.loss!r}; use one of {', '.join(LOSSES)}")
+        check(self.upsample in UPSAMPLING, f"unknown upsample {self.upsample!r}; use one of "
+              f"{', '.join(UPSAMPLING)}")
         check(self.conditioning in CONDITIONING, f"unknown conditioning {self.conditioning!r}; "
               f"use one of {', '.join(CONDITIONING)}")
         check(self.n_critic >= 1, f"n_critic must be at least 1, got {self.n_critic}")
+        check(self.d_depth >= 1, f"d_depth must be at least 1, got {self.d_depth}")
         check(self.r1_every >= 1, f"r1_every must be at least 1, got {self.r1_every}")
         check(self.r1_gamma >= 0 and self.gp_weight >= 0, "r1_gamma and gp_weight must be >= 0")
         check(self.d_lr_ratio > 0, f"d_lr_ratio must be positive, got {self.d_lr_ratio}")
@@ -187,9 +193,10 @@ class GANGenerator(GANEditing, HubModules, Generator):
         c = self.config
         if c.arch == "conv":
             self.generator = ConvGenerator(c.latent_dim, c.image_size, c.channels,
-                                           c.base_width, c.num_classes, c.conditioning)
+                                           c.base_width, c.num_classes, c.conditioning,
+                                           c.upsample)
             self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.base_width,
-                                                   c.num_classes, c.spectral_norm)
+                                                   c.num_classes, c.spectral_norm, c.d_depth)
         else:
             hidden = c.base_width * 4
             self.generator = MLPGenerator(c.latent_dim, c.image_size, c.channels, hidden,

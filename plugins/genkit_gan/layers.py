@@ -12,8 +12,11 @@
   class embedding makes D judge "a real image *of class y*", which is what keeps a
   conditional generator from ignoring its label or collapsing within a class.
 - :class:`CondUpBlock`: the generator's 2x up-sampling step built on the conditional
-  norm (transposed conv 4x4 stride 2 -> ConditionalGroupNorm -> ReLU), as in
+  norm (:func:`up_conv` -> ConditionalGroupNorm -> ReLU), as in
   ``genkit_gan.models.ConvGenerator``'s blocks.
+- :func:`up_conv`: a 2x up-sampling convolution, DCGAN's transposed 4x4 stride-2 one or
+  nearest-neighbour up-sampling then a 3x3 convolution (no checkerboard artefacts,
+  Odena et al. 2016).
 """
 
 from __future__ import annotations
@@ -100,13 +103,29 @@ class ProjectionHead(nn.Module):
         return logits + (self.embed(labels) * h).sum(dim=1)  # (B,)
 
 
-class CondUpBlock(nn.Module):
-    """2x up-sampling: ``ConvTranspose2d(4, 2, 1)`` -> :class:`ConditionalGroupNorm` ->
-    ReLU. ``forward(x, labels)``: ``(B, C_in, S, S)`` -> ``(B, C_out, 2S, 2S)``."""
+UPSAMPLING = ("transposed", "nearest")
 
-    def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0) -> None:
+
+def up_conv(in_channels: int, out_channels: int, mode: str, bias: bool) -> nn.Module:
+    """A convolution that doubles the side: ``mode`` "transposed" (4x4, stride 2: DCGAN's,
+    whose overlapping strides leave a checkerboard) or "nearest" (nearest-neighbour
+    up-sampling, then 3x3)."""
+    if mode == "transposed":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=bias)
+    if mode == "nearest":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=bias))
+    raise ValueError(f"unknown upsampling {mode!r}; use one of {', '.join(UPSAMPLING)}")
+
+
+class CondUpBlock(nn.Module):
+    """2x up-sampling: :func:`up_conv` -> :class:`ConditionalGroupNorm` -> ReLU.
+    ``forward(x, labels)``: ``(B, C_in, S, S)`` -> ``(B, C_out, 2S, 2S)``."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_classes: int = 0,
+                 upsample: str = "transposed") -> None:
         super().__init__()
-        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, 2, 1, bias=False)
+        self.conv = up_conv(in_channels, out_channels, upsample, bias=False)
         self.norm = ConditionalGroupNorm(out_channels, num_classes)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

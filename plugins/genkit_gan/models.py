@@ -9,7 +9,8 @@ opens without genkit::
 Two architectures:
 
 - ``conv`` (DCGAN, Radford et al. 2016): the generator projects z to a 4x4 map and doubles
-  it with stride-2 transposed convolutions; the discriminator halves with stride-2
+  it with stride-2 transposed convolutions (or, ``upsample="nearest"``, nearest-neighbour
+  up-sampling and a 3x3 convolution); the discriminator halves with stride-2
   convolutions and LeakyReLU. Image sizes 8, 16, 32, ... (4 * 2**k).
 - ``mlp``: two hidden layers each side, for tiny images (4..64 pixels).
 
@@ -31,7 +32,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genkit.plugin import hub_mixin_options
-from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock
+from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock, up_conv
 
 CONV_SIZES = tuple(4 * 2**k for k in range(1, 7))  # 8 .. 256
 MLP_SIZE_RANGE = (4, 64)
@@ -108,11 +109,13 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
     the conditional-batch-norm idea without the batch, so a sample never depends on the
     batch it is drawn in), or ``"concat"`` (a label embedding concatenated to z, genkit
     0.1.0's way, which collapsed to one image per class in every setting tried).
+    ``upsample`` is :func:`genkit_gan.layers.up_conv`'s mode (the default is the one
+    checkpoints saved before the option existed were built with).
     """
 
     def __init__(self, latent_dim: int = 64, image_size: int = 16, channels: int = 1,
                  base_width: int = 64, num_classes: int = 0,
-                 conditioning: str = "concat") -> None:
+                 conditioning: str = "concat", upsample: str = "transposed") -> None:
         super().__init__()
         by_norm = bool(num_classes) and conditioning == "norm"
         in_dim = self._init_condition(latent_dim, 0 if by_norm else num_classes)
@@ -124,16 +127,16 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
         self.by_norm = by_norm
         if by_norm:
             self.start_norm = ConditionalGroupNorm(widths[0], num_classes)
-            self.up = nn.ModuleList(CondUpBlock(a, b, num_classes)
+            self.up = nn.ModuleList(CondUpBlock(a, b, num_classes, upsample)
                                     for a, b in zip(widths[:-1], widths[1:]))
-            self.out = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1)
+            self.out = up_conv(widths[-1], channels, upsample, bias=True)
             return
         self.start = nn.Sequential(group_norm(widths[0]), nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:]):
-            blocks += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), group_norm(w_out),
+            blocks += [up_conv(w_in, w_out, upsample, bias=False), group_norm(w_out),
                        nn.ReLU(inplace=True)]
-        blocks += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        blocks += [up_conv(widths[-1], channels, upsample, bias=True), nn.Tanh()]
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
@@ -180,10 +183,11 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
 
 class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
                         **hub_mixin_options("gan", __name__, "ConvDiscriminator")):
-    """DCGAN discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``."""
+    """DCGAN discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``; ``depth``
+    convolutions per resolution (DCGAN's 1: the stride-2 one; more add 3x3 ones)."""
 
     def __init__(self, image_size: int = 16, channels: int = 1, base_width: int = 64,
-                 num_classes: int = 0, spectral_norm: bool = False) -> None:
+                 num_classes: int = 0, spectral_norm: bool = False, depth: int = 1) -> None:
         super().__init__()
         levels = conv_levels(image_size)
         widths = [base_width * 2**i for i in range(levels)]  # at S/2, S/4, .., 4
@@ -191,6 +195,9 @@ class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
         for w_in, w_out in zip([channels, *widths[:-1]], widths):
             layers += [maybe_sn(nn.Conv2d(w_in, w_out, 4, 2, 1), spectral_norm),
                        nn.LeakyReLU(0.2, inplace=True)]
+            for _ in range(depth - 1):  # more 3x3 convolutions at this resolution
+                layers += [maybe_sn(nn.Conv2d(w_out, w_out, 3, 1, 1), spectral_norm),
+                           nn.LeakyReLU(0.2, inplace=True)]
         self.body = nn.Sequential(*layers, nn.Flatten())
         self._init_head(widths[-1] * 16, num_classes, spectral_norm)
 

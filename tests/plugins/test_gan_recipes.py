@@ -21,6 +21,8 @@ QUIET = {"progress": False, "log_with": "none", "device": "cpu", "batch_size": 1
     {"loss": "hinge", "spectral_norm": True, "num_classes": 10},
     {"loss": "lsgan", "d_lr_ratio": 2.0},
     {"loss": "wgan-gp", "n_critic": 2, "num_classes": 10, "conditioning": "concat"},
+    {"upsample": "nearest", "d_depth": 2, "num_classes": 10},
+    {"upsample": "nearest", "num_classes": 10, "conditioning": "concat"},
 ])
 def test_every_recipe_trains_with_finite_losses(recipe):
     g = genkit.create("gan", **TINY, **recipe)
@@ -50,10 +52,30 @@ def test_diffaugment_and_r1_keep_resume_exact(tmp_path):
     ({"n_critic": 0}, "n_critic must be at least 1"),
     ({"conditioning": "film"}, "unknown conditioning"),
     ({"diffaugment": "rotate"}, "diffaugment"),
+    ({"upsample": "bilinear"}, "unknown upsample 'bilinear'; use one of transposed, nearest"),
+    ({"d_depth": 0}, "d_depth must be at least 1"),
 ])
 def test_bad_recipes_are_one_clear_error(config, message):
     with pytest.raises(ConfigError, match=message):
         genkit.create("gan", **TINY, **config)
+
+
+def test_nearest_upsampling_and_a_deeper_critic_reload_without_genkit(tmp_path):
+    from genkit_gan.models import ConvDiscriminator, ConvGenerator
+
+    g = genkit.create("gan", **TINY, num_classes=3, upsample="nearest", d_depth=2)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.generator.modules())
+    convs = [m for m in g.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.stride[0] for m in convs] == [2, 1]  # 8 px: one level, its 3x3 added
+    g.save(tmp_path / "ckpt")
+    z, y = torch.randn(2, TINY["latent_dim"]), torch.tensor([0, 2])
+    images = torch.rand(2, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        plain_g = ConvGenerator.from_pretrained(tmp_path / "ckpt" / "generator").eval()
+        torch.testing.assert_close(plain_g(z, y), g.generator.eval()(z, y))
+        plain_d = ConvDiscriminator.from_pretrained(tmp_path / "ckpt" / "discriminator")
+        torch.testing.assert_close(plain_d(images, y), g.discriminator(images, y))
+    assert genkit.load(tmp_path / "ckpt", device="cpu").config.upsample == "nearest"
 
 
 def test_bad_sampling_requests_are_one_clear_error():
