@@ -10,11 +10,10 @@ The data is ``../shared/data/dcss_tiles``: 5,439 tiles from Dungeon Crawl Stone 
 four class sub-folders (dngn, mon, item, gui), read as a ``folder:`` source (labels from
 the sub-folders). The script trains for a wall-clock budget (``time=``: genkit measures
 the step rate and sizes the schedule to end on time), then scores the model with
-``genkit.evaluate``: the Fréchet distance of n samples (the classes in turn; the diffusion
-model drawn with stochastic DPM-Solver++ in 10 steps and classifier-free guidance 2, which
-suit a model this young) beside the same figure for real held-out tiles (the floor) and
-for noise, and which classes a classifier trained on the real tiles recognises in the
-samples. It writes a grid, one
+``genkit.evaluate``: the Fréchet distance of n samples (the classes in the data's
+proportions; the diffusion model drawn with UniPC in 20 steps and classifier-free guidance
+1.25) beside the same figure for real held-out tiles (the floor) and for noise, and which
+classes a classifier trained on the real tiles recognises in the samples. It writes a grid, one
 row per class, to ``docs/images/tiles_grid.png`` (``tiles_gan_grid.png`` for the GAN)
 and prints ``RESULT`` lines (``tiles_...``; ``tiles_gan_diffaug_...`` and
 ``tiles_gan_plain_...`` for the GAN with and without DiffAugment).
@@ -47,10 +46,12 @@ GAN_CONFIG = {"arch": "conv", "latent_dim": 128, "base_width": 32, "conditioning
               "loss": "nonsaturating", "r1_gamma": 1.0, "r1_every": 4}
 DIFFAUGMENT = "color,translation,cutout"
 TIMING = "train_tiles.json"  # in OUT: how long training took, for --eval-only
-#: classifier-free guidance for sampling the diffusion model. On a 26-minute model (1,641
-#: steps; stochastic DPM-Solver++, 10 steps; n = 500; real floor 0.81): FD 12.6 unguided,
-#: 3.57 at 2.0, 7.86 at 3.5; UniPC-10 at 2.0: 5.2
-GUIDANCE = 2.0
+#: how the diffusion model is sampled. Chosen on sample seeds 1 and 2 of a 24-minute model
+#: (2,430 steps, 2 threads; n = 500, real floor 0.81), scored on seed 0: UniPC-20 at
+#: guidance 1.25: FD 1.29 / 3.10; at 1.0: 5.12, 1.5: 2.19, 2.0: 9.82 (seed 1); UniPC-10 at
+#: 1.5: 8.54; stochastic DPM-Solver++ 10 at 2.0: 46.4 (seed 0). Stronger guidance and fewer
+#: steps spoil the textured dungeon tiles, the largest class, first.
+SCHEDULER, SAMPLE_STEPS, GUIDANCE = "unipc", 20, 1.25
 
 
 def parse_args() -> argparse.Namespace:
@@ -71,15 +72,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="more model config, e.g. --set attention=true")
     p.add_argument("-n", type=int, default=500, help="samples for the evaluation")
-    p.add_argument("--scheduler", default="dpm++sde", help="diffusion: sampler for the "
-                   "evaluation and the grid (stochastic DPM-Solver++, which suits a young model)")
-    p.add_argument("--sample-steps", type=int, default=10, help="diffusion: denoising steps")
+    p.add_argument("--scheduler", default=SCHEDULER, help="diffusion: sampler for the "
+                   f"evaluation and the grid (default {SCHEDULER}; see above)")
+    p.add_argument("--sample-steps", type=int, default=SAMPLE_STEPS,
+                   help=f"diffusion: denoising steps (default {SAMPLE_STEPS})")
     p.add_argument("--guidance-scale", type=float, default=GUIDANCE,
                    help=f"diffusion: classifier-free guidance (default {GUIDANCE:g}; see above)")
     p.add_argument("--truncation", type=float, default=1.0,
                    help="gan: truncation psi in (0, 1] (1: off)")
     p.add_argument("--grid", type=Path, help="where the sample grid goes (default: docs/images)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared box)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the free cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true", help="show the progress bar")
     p.add_argument("--eval-only", action="store_true", help="score the model trained before "
@@ -153,6 +155,9 @@ def main() -> int:
         print(f"train_tiles: {args.data} is absent (the shared data sets are not here); "
               "nothing to do")
         return 0
+    from genkit.devices import choose_threads
+
+    args.threads = choose_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
