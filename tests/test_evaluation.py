@@ -133,6 +133,10 @@ def test_class_coverage_flags_collapse() -> None:
     assert one.collapsed and one.classes_present == 1 and one.top_class == "3"
     dominant = class_coverage([0] * 120 + list(range(10)) * 8, 10)  # all present, one > 50%
     assert dominant.classes_present == 10 and dominant.collapsed
+    # a class that is 60% of the data is no collapse at 64%, but is at 90%
+    data = [0.6] + [0.4 / 9] * 9
+    assert not class_coverage([0] * 120 + list(range(10)) * 8, 10, data_shares=data).collapsed
+    assert class_coverage([0] * 180 + list(range(10)) * 2, 10, data_shares=data).collapsed
 
 
 def test_unigram_bits_per_char_is_exact() -> None:

@@ -51,7 +51,13 @@ from genkit.eval.features import (
     to_input,
 )
 from genkit.eval.labels import asked_labels
-from genkit.eval.metrics import class_coverage, frechet_distance, knn_metrics, unigram_bits_per_char
+from genkit.eval.metrics import (
+    class_coverage,
+    data_class_shares,
+    frechet_distance,
+    knn_metrics,
+    unigram_bits_per_char,
+)
 from genkit.eval.results import ClassCoverage, EvalResult, ImageScores
 from genkit.fs import atomic_write_text
 from genkit.hub import hub_cache
@@ -180,7 +186,7 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
     if classifier is not None:
         sets = {"real": _real_draw(held, n, seed, 0), "model": fake,
                 "noise": _noise_draw(n, via, channels, seed, 0)}
-        coverage = _coverage_rows(classifier, train.class_names, num_classes_of(train),
+        coverage = _coverage_rows(classifier, train, num_classes_of(train),
                                   sets, asked, as_input, device)
     return EvalResult(
         modality="image", generator=generator.name, checkpoint=None, data=train.name,
@@ -233,16 +239,17 @@ def _score_draws(make: Callable[[int], np.ndarray], as_input: Callable[[np.ndarr
                        **{k: float(np.mean([m[k] for m in knn])) for k in knn[0]}, draws=draws)
 
 
-def _coverage_rows(classifier: torch.nn.Module, class_names: list[str] | None, num_classes: int,
+def _coverage_rows(classifier: torch.nn.Module, train: ImageData, num_classes: int,
                    sets: dict[str, np.ndarray], asked: list[int] | None,
                    as_input: Callable[[np.ndarray], Any],
                    device: torch.device) -> dict[str, ClassCoverage]:
-    """Class coverage of each image set (the model's samples, a real draw, a noise draw);
-    with labels asked of the model, the share classified as the label asked for."""
-    rows = {}
+    """Class coverage of each image set (the model's samples, a real draw, a noise draw)
+    against the classes of ``train``; with labels asked of the model, the share
+    classified as the label asked for."""
+    rows, shares = {}, data_class_shares(train.labels, num_classes)
     for key, images in sets.items():
         predicted = batched(classifier, as_input(images), device).argmax(1).numpy()  # (N,)
-        rows[key] = class_coverage(predicted, num_classes, class_names)
+        rows[key] = class_coverage(predicted, num_classes, train.class_names, shares)
         if key == "model" and asked is not None:
             rows[key].label_accuracy = float(np.mean(predicted == np.asarray(asked)))
     return rows

@@ -63,9 +63,11 @@ def knn_metrics(real: np.ndarray, fake: np.ndarray, k: int = KNN_K) -> dict[str,
 
 
 def class_coverage(predicted: Sequence[int], num_classes: int,
-                   class_names: Sequence[str] | None = None) -> ClassCoverage:
+                   class_names: Sequence[str] | None = None,
+                   data_shares: Sequence[float] | None = None) -> ClassCoverage:
     """How samples spread over the classes: share per class, classes present, collapse
-    (see :class:`genkit.eval.results.ClassCoverage`)."""
+    (see :class:`genkit.eval.results.ClassCoverage`). ``data_shares``, the data's own
+    class shares, raise the bar for a class the data itself gives more than half to."""
     counts = np.bincount(np.asarray(predicted, dtype=np.int64), minlength=num_classes)
     shares = counts / max(1, counts.sum())
     nonzero = shares[shares > 0]
@@ -78,9 +80,25 @@ def class_coverage(predicted: Sequence[int], num_classes: int,
         effective_classes=float(np.exp(-(nonzero * np.log(nonzero)).sum())),
         top_class=names[top],
         top_share=float(shares[top]),
-        collapsed=bool(present < num_classes / 2 or shares[top] > 0.5),
+        collapsed=bool(present < num_classes / 2
+                       or shares[top] > collapse_share(top, data_shares)),
         shares={names[i]: round(float(s), 4) for i, s in enumerate(shares)},
     )
+
+
+def collapse_share(cls: int, data_shares: Sequence[float] | None = None) -> float:
+    """The share of samples above which class ``cls`` dominating is called collapse: half,
+    or half way from the data's own share of it to all (a class that is 60% of the data
+    is not a collapse at 60%)."""
+    if data_shares is None:
+        return 0.5
+    return max(0.5, (1.0 + float(data_shares[cls])) / 2)
+
+
+def data_class_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Each class's share of ``labels`` ``(N,)``."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+    return counts[:num_classes] / max(1, int(counts.sum()))
 
 
 def unigram_bits_per_char(train: str, test: str) -> float:

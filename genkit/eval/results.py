@@ -28,7 +28,8 @@ class ClassCoverage:
     """How one image set spreads over the classes of the feature classifier.
 
     ``collapsed`` is True when fewer than half the classes appear or one class takes more
-    than half of the samples: signs of mode collapse. ``effective_classes`` is
+    than half of the samples (more than half way from its share of the data to all, for a
+    class the data itself gives more than half to): signs of mode collapse. ``effective_classes`` is
     ``exp(entropy)`` of the shares (``num_classes`` when balanced, 1 when collapsed).
     """
 

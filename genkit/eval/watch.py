@@ -27,7 +27,7 @@ from genkit.eval.features import (
     to_input,
 )
 from genkit.eval.labels import asked_labels
-from genkit.eval.metrics import class_coverage, frechet_distance
+from genkit.eval.metrics import class_coverage, data_class_shares, frechet_distance
 from genkit.eval.results import ClassCoverage
 from genkit.imaging import images_to_uint8
 from genkit.sample.plan import iter_samples
@@ -74,7 +74,8 @@ class TrainingWatch:
         x = self._input(images)
         fd = frechet_distance(self.extract(x), self.reference)
         predicted = batched(self.classifier, x, self.device).argmax(1).numpy()  # (n,)
-        coverage = class_coverage(predicted, self.num_classes, self.class_names)
+        coverage = class_coverage(predicted, self.num_classes, self.class_names,
+                                  data_class_shares(self.train.labels, self.num_classes))
         if labels is not None:
             coverage.label_accuracy = float(np.mean(predicted == np.asarray(labels)))
         figures = {"fd": fd, "classes": float(coverage.classes_present),
