@@ -350,6 +350,13 @@ def test_a_perfect_conditional_generator_scores_the_floor_on_unbalanced_classes(
     assert uniform.rows["model"].fd > 3 * perfect.rows["model"].fd, uniform.rows
     assert perfect.coverage["model"].label_accuracy > 0.9
     assert "proportions" in perfect.conditioning
+    assert not perfect.coverage["model"].collapsed  # three quarters zeros, as the data
+    # per class, each against the test images of that class: the wrong classes show
+    assert set(perfect.class_fd) == {"0", "1", "2", "3"}
+    assert all(v["model"] < 10 for v in perfect.class_fd.values()), perfect.class_fd
+    assert all(v["model"] > 100 for v in uniform.class_fd.values()), uniform.class_fd
+    assert "FD per class" in perfect.report()
+    assert perfect.as_dict()["class_fd"] == perfect.class_fd
 
 
 def test_the_collapse_watch_fires_on_a_collapsed_generator_and_not_on_real_data() -> None:

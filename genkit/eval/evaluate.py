@@ -182,6 +182,7 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
             "model": _score_draws(lambda d: fake, as_input, extract, reference, 1, seed),
             "noise": _score_draws(lambda d: _noise_draw(n, via, channels, seed, d), as_input,
                                   extract, reference, draws, seed)}
+    class_fd = _class_fds(extract, as_input, fake, asked, held, test, reference, seed)
     coverage = None
     if classifier is not None:
         sets = {"real": _real_draw(held, n, seed, 0), "model": fake,
@@ -196,7 +197,7 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
         real_sampling=(f"the half of the train split the classifier did not see "
                        f"({len(held)} images), "
                        + ("without replacement" if n <= len(held) else "with replacement")),
-        rows=rows, coverage=coverage)
+        rows=rows, coverage=coverage, class_fd=class_fd)
 
 
 def _draw_samples(generator: GeneratorContract, train: ImageData, n: int, seed: int,
@@ -210,6 +211,30 @@ def _draw_samples(generator: GeneratorContract, train: ImageData, n: int, seed: 
     if labels is None:
         return samples, "none", None
     return samples, "labels in the training split's class proportions", labels
+
+
+def _class_fds(extract: Extractor, as_input: Callable[[np.ndarray], Any], fake: np.ndarray,
+               asked: list[int] | None, held: ImageData, test: ImageData,
+               reference: np.ndarray, seed: int) -> dict[str, dict[str, float]] | None:
+    """For a model asked for labels: per class, the FD of the samples asked for it and of
+    as many real held-out images of it, each against the test images of that class.
+    One overall FD hides a model that draws some classes well and one badly."""
+    if asked is None or test.labels is None or held.labels is None:
+        return None
+    asked_array, model = np.asarray(asked), extract(as_input(fake))  # (n,), (n, D)
+    rng = np.random.default_rng([seed, 4])
+    names = test.class_names or held.class_names
+    out = {}
+    for c in np.unique(asked_array):
+        ref, k = reference[test.labels == c], int((asked_array == c).sum())
+        pool = np.flatnonzero(held.labels == c)
+        if k < MIN_SAMPLES or len(ref) < MIN_SAMPLES or not len(pool):
+            continue  # too few for a covariance
+        real = held.images[rng.choice(pool, size=k, replace=k > len(pool))]
+        name = names[c] if names and c < len(names) else str(int(c))
+        out[name] = {"model": frechet_distance(model[asked_array == c], ref),
+                     "real": frechet_distance(extract(as_input(real)), ref)}
+    return out or None
 
 
 def _real_draw(train: ImageData, n: int, seed: int, draw: int) -> np.ndarray:

@@ -70,6 +70,7 @@ class EvalResult:
     features: dict[str, Any] | None = None
     real_sampling: str | None = None
     coverage: dict[str, ClassCoverage] | None = None
+    class_fd: dict[str, dict[str, float]] | None = None  # class -> {"model", "real"} FD
     # text
     beats_baseline: bool | None = None
 
@@ -85,6 +86,8 @@ class EvalResult:
             if self.coverage is not None:
                 out["coverage"] = {k: _drop_none(dataclasses.asdict(v))
                                    for k, v in self.coverage.items()}
+            if self.class_fd is not None:
+                out["class_fd"] = self.class_fd
         else:
             out.update(reference=self.reference, rows=self.rows,
                        beats_baseline=self.beats_baseline)
@@ -112,8 +115,8 @@ class EvalResult:
             if coverage:
                 flat["classes_present"] = coverage.classes_present
                 flat["collapsed"] = coverage.collapsed
-        flat["details"] = {k: full[k] for k in ("rows", "coverage", "features", "reference")
-                           if k in full}
+        flat["details"] = {k: full[k] for k in ("rows", "coverage", "class_fd", "features",
+                                                "reference") if k in full}
         return flat
 
     def report(self) -> str:
@@ -179,6 +182,10 @@ def _format_images(result: EvalResult) -> list[str]:
                  "(the floor); noise: the baseline. FD depends on n: compare at equal n only.")
     lines.append("precision and density judge samples one at a time: junk the features map "
                  "into the data's region (see noise) passes them; read them with recall and FD.")
+    if result.class_fd:
+        lines.append("FD per class, model / real (each against the test images of that "
+                     "class): " + ", ".join(f"{name} {_num(v['model'], 3)} / {_num(v['real'], 3)}"
+                                            for name, v in result.class_fd.items()))
     model_cov = coverage.get("model")
     if model_cov:
         if model_cov.label_accuracy is not None:
