@@ -9,6 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from genkit.cli import COMMANDS as COMMANDS_TABLE
 from genkit.cli import cli
 
 COMMANDS = ["plugins", "train", "sample", "info", "eval"]
@@ -35,10 +36,29 @@ def test_help_and_plugins_do_not_import_torch():
     code = ("import sys\nfrom genkit.cli import main\n"
             "for argv in (['--help'], ['plugins']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "    if argv == ['--help']:  # no command module either\n"
+            "        assert not [m for m in sys.modules if m in ('genkit.cli.train', "
+            "'genkit.cli.sample', 'genkit.cli.hub', 'genkit.serve.command')]\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n"
             "assert 'diffusers' not in sys.modules and 'transformers' not in sys.modules\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_help_lists_every_command(run):
+    output = run("--help").output
+    for name, (_, one_line) in COMMANDS_TABLE.items():
+        assert f"  {name} " in output and one_line[:20] in output
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS_TABLE))
+def test_the_one_line_help_of_a_lazy_command_is_its_own(name):
+    import importlib
+
+    module, attribute = COMMANDS_TABLE[name][0].split(":")
+    command = getattr(importlib.import_module(module), attribute)
+    assert command.name == name
+    assert COMMANDS_TABLE[name][1] == " ".join(command.help.split("\n\n")[0].split())
 
 
 def _one_line_error(result, fragment):

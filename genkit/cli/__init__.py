@@ -1,8 +1,9 @@
 """The ``genkit`` command line: thin click commands over the Python API.
 
-Start-up is light: neither ``genkit --help`` nor ``genkit plugins`` imports torch (each
-command imports the API inside its body). User errors print one line on stderr and exit
-with status 2, click's own usage errors included.
+Start-up is light: a command's module is imported only when that command runs (see
+:class:`~genkit.cli.group.GenkitGroup`), and no command imports torch before its body
+runs, so neither ``genkit --help`` nor ``genkit plugins`` imports torch. User errors
+print one line on stderr and exit with status 2, click's own usage errors included.
 """
 
 from __future__ import annotations
@@ -12,19 +13,36 @@ from collections.abc import Sequence
 
 import click
 
-from genkit.cli.edit import edit
 from genkit.cli.group import INTERRUPTED, USER_ERROR, GenkitGroup
-from genkit.cli.hub import export, push
-from genkit.cli.inspect import eval_, info, plugins
-from genkit.cli.sample import sample
-from genkit.cli.train import train
 from genkit.discovery.registry import get_registry
 from genkit.errors import GenkitError
-from genkit.serve.command import serve
 from genkit.version import __version__
 
+#: the built-in commands: where each lives and its one-line help (for ``genkit --help``;
+#: tests/test_cli.py checks each against the command's own docstring)
+COMMANDS = {
+    "train": ("genkit.cli.train:train", "Train a generator and write checkpoints to --out."),
+    "sample": ("genkit.cli.sample:sample", "Generate samples from a checkpoint (or a "
+               "plugin's shipped default model)."),
+    "edit": ("genkit.cli.edit:edit", "Edit images: inpainting, image-to-image, "
+             "reconstruction."),
+    "eval": ("genkit.cli.inspect:eval_", "Measure sample quality against held-out data, "
+             "beside real data and a baseline."),
+    "info": ("genkit.cli.inspect:info", "Show what a checkpoint is: generator, config, "
+             "training and evaluation figures."),
+    "plugins": ("genkit.cli.inspect:plugins", "List installed plugins, their generators "
+                "and their status."),
+    "serve": ("genkit.serve.command:serve", "Serve models over HTTP: a web page, a JSON API "
+              "and OpenAI-compatible routes."),
+    "push": ("genkit.cli.hub:push", "Publish a checkpoint to the Hugging Face Hub as "
+             "ORG/NAME, with its model card."),
+    "export": ("genkit.cli.hub:export", "Write CHECKPOINT's LoRA adapter merged into its "
+               "base as a plain model in OUT."),
+}
 
-@click.group(cls=GenkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=GenkitGroup, lazy=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="genkit")
 def cli() -> None:
     """genkit: train and sample generative models (diffusion, GAN, VAE, GPT, and plugins).
@@ -37,9 +55,6 @@ def cli() -> None:
     """
 
 
-for _command in (plugins, train, sample, edit, info, eval_, serve, push, export):
-    cli.add_command(_command)
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``genkit`` console script; ``argv`` defaults to ``sys.argv[1:]``."""
@@ -51,5 +66,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name="genkit")
 
 
-__all__ = ["INTERRUPTED", "USER_ERROR", "cli", "main"]
+__all__ = ["COMMANDS", "INTERRUPTED", "USER_ERROR", "cli", "main"]
 

@@ -1,11 +1,14 @@
-"""The click group class that gives every genkit command the same error behaviour."""
+"""The click group class that gives every genkit command the same error behaviour, and
+imports each built-in command only when it runs (or its own help is asked for)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import click
+from click.utils import make_default_short_help
 
 from genkit.errors import GenkitError
 
@@ -16,7 +19,47 @@ ARGV_KEY = "genkit.argv"  # ctx.meta: the command line as given (children are st
 
 class GenkitGroup(click.Group):
     """Turns genkit's errors and click's usage errors into one line on stderr and exit
-    status 2, and remembers the command line it was given."""
+    status 2, and remembers the command line it was given.
+
+    ``lazy`` maps a command's name to ``("module:attribute", one-line help)``: the module
+    is imported when the command is looked up, so ``genkit --help`` lists every command
+    from the one-line helps and imports none of them.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            module, attribute = self.lazy[cmd_name][0].split(":")
+            self.commands[cmd_name] = getattr(importlib.import_module(module), attribute)
+        return self.commands.get(cmd_name)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if name in self.lazy and name not in self.commands:  # a plugin must not replace it
+            raise ValueError(f"command {name} already exists; give the plugin's command "
+                             "another name")
+        super().add_command(cmd, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, with the one-line helps of commands not imported yet."""
+        limit = formatter.width - 6 - max(map(len, self.list_commands(ctx)), default=0)
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is not None and command.hidden:
+                continue
+            rows.append((name, command.get_short_help_str(limit) if command is not None
+                         else make_default_short_help(self.lazy[name][1], limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None,
                      **extra: Any) -> click.Context:
