@@ -16,15 +16,15 @@ import numpy as np
 
 from genkit.contract import GeneratorContract
 from genkit.data.types import ImageData
+from genkit.eval.metrics import data_class_shares
 
 
 def proportional_labels(labels: np.ndarray, num_classes: int, n: int) -> list[int]:
     """n labels in the proportions of ``labels`` ``(N,)``, interleaved (see the module)."""
-    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    counts = counts[:num_classes].astype(np.float64)
-    if counts.sum() == 0:
-        counts[:] = 1.0
-    exact = n * counts / counts.sum()
+    shares = data_class_shares(labels, num_classes)
+    if shares.sum() == 0:
+        shares[:] = 1.0 / num_classes
+    exact = n * shares / shares.sum()
     share = np.floor(exact).astype(np.int64)
     remainder = exact - share
     for c in sorted(range(num_classes), key=lambda c: (-remainder[c], c))[:n - share.sum()]:
