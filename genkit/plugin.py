@@ -37,7 +37,6 @@ from typing import TYPE_CHECKING, Any
 from genkit.compiling import compile_module
 from genkit.config import build_config, check
 from genkit.contract import NoOptions
-from genkit.data.loading import load_data
 from genkit.data.types import ImageData, TextData
 from genkit.devices import resolve_device
 from genkit.discovery.hookspecs import hookimpl
@@ -49,23 +48,7 @@ from genkit.errors import (
     SamplingError,
     TrainingError,
 )
-from genkit.fs import atomic_write_bytes
-from genkit.hub import (
-    HubError,
-    check_lora_settings,
-    check_no_remote_code,
-    has_lora,
-    hub_id_of,
-    lora_config,
-    lora_scaled,
-    quiet_progress,
-    remote_code_reason,
-    resolve_model_path,
-    train_only_lora,
-    trainable_fraction,
-)
 from genkit.hubmodules import HubModules, hub_mixin_options
-from genkit.imaging import make_grid, pil_to_tensor, save_png, strip, tensor_to_images
 from genkit.seeding import check_label, sample_generators, sample_labels, sample_seed
 
 if TYPE_CHECKING:
@@ -77,6 +60,23 @@ if TYPE_CHECKING:
         make_train_dataset,
     )
     from genkit.data.lazy import materialise
+    from genkit.data.loading import load_data
+    from genkit.fs import atomic_write_bytes
+    from genkit.hub import (
+        HubError,
+        check_lora_settings,
+        check_no_remote_code,
+        has_lora,
+        hub_id_of,
+        lora_config,
+        lora_scaled,
+        quiet_progress,
+        remote_code_reason,
+        resolve_model_path,
+        train_only_lora,
+        trainable_fraction,
+    )
+    from genkit.imaging import make_grid, pil_to_tensor, save_png, strip, tensor_to_images
     from genkit.sample.edit_inputs import read_images
     from genkit.train.args import TrainArgs
     from genkit.train.context import StepContext
@@ -133,8 +133,30 @@ __all__ = [
     "trainable_fraction",
 ]
 
-#: names that need torch, by the module that holds them (imported on first use)
+#: names whose modules are heavy (torch, or the Hub and image code plugins need only when
+#: they run), by the module that holds them: imported on first use, so discovering
+#: plugins (which import this module) stays light
 _LAZY = {
+    "load_data": "genkit.data.loading",
+    "atomic_write_bytes": "genkit.fs",
+    "HubError": "genkit.hub",
+    "check_lora_settings": "genkit.hub",
+    "check_no_remote_code": "genkit.hub",
+    "has_lora": "genkit.hub",
+    "hub_id_of": "genkit.hub",
+    "lora_config": "genkit.hub",
+    "lora_scaled": "genkit.hub",
+    "quiet_progress": "genkit.hub",
+    "remote_code_reason": "genkit.hub",
+    "resolve_model_path": "genkit.hub",
+    "train_only_lora": "genkit.hub",
+    "trainable_fraction": "genkit.hub",
+    "make_grid": "genkit.imaging",
+    "pil_to_tensor": "genkit.imaging",
+    "save_png": "genkit.imaging",
+    "strip": "genkit.imaging",
+    "tensor_to_images": "genkit.imaging",
+
     "Generator": "genkit.api",
     "load": "genkit.api",
     "read_images": "genkit.sample.edit_inputs",
@@ -150,7 +172,7 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib  # lazy: plugin modules import this at discovery, before torch
+        import importlib  # lazy: plugin modules import this at discovery
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'genkit.plugin' has no attribute {name!r}")

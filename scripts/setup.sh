@@ -21,6 +21,9 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 pip install -e ".[dev]"
 pip install -e ./examples/genkit-plugin-flow
+# an editable install leaves genkit's own modules uncompiled; where PYTHONDONTWRITEBYTECODE
+# is set, every start-up would compile them again (~0.1 s of `genkit --help`)
+.venv/bin/python -m compileall -q genkit plugins examples/genkit-plugin-flow >/dev/null
 # Chromium for the browser test of `genkit serve`'s page (tests/test_serve_browser.py): Debian's
 # package, since Playwright's own browser download needs a host we may not reach. Best effort:
 # without apt-get, or if the install fails, setup goes on and that one test skips.
