@@ -94,6 +94,7 @@ class GANConfig:
     diffaugment: str = ""  # DiffAugment policy on D's inputs: "color,translation,cutout"
     spectral_norm: bool = False  # spectral normalisation of D's layers
     d_depth: int = 1  # conv D: convolutions per resolution (1: DCGAN; 2 adds a 3x3 each)
+    d_width: int = 0  # conv D: channels of its widest-resolution layer (0: base_width)
     adam_betas: tuple[float, float] = (0.5, 0.999)
 
     def __post_init__(self) -> None:
@@ -105,6 +106,7 @@ class GANConfig:
               f"use one of {', '.join(CONDITIONING)}")
         check(self.n_critic >= 1, f"n_critic must be at least 1, got {self.n_critic}")
         check(self.d_depth >= 1, f"d_depth must be at least 1, got {self.d_depth}")
+        check(self.d_width >= 0, f"d_width must be 0 (base_width) or more, got {self.d_width}")
         check(self.r1_every >= 1, f"r1_every must be at least 1, got {self.r1_every}")
         check(self.r1_gamma >= 0 and self.gp_weight >= 0, "r1_gamma and gp_weight must be >= 0")
         check(self.d_lr_ratio > 0, f"d_lr_ratio must be positive, got {self.d_lr_ratio}")
@@ -195,8 +197,9 @@ class GANGenerator(GANEditing, HubModules, Generator):
             self.generator = ConvGenerator(c.latent_dim, c.image_size, c.channels,
                                            c.base_width, c.num_classes, c.conditioning,
                                            c.upsample)
-            self.discriminator = ConvDiscriminator(c.image_size, c.channels, c.base_width,
-                                                   c.num_classes, c.spectral_norm, c.d_depth)
+            self.discriminator = ConvDiscriminator(c.image_size, c.channels,
+                                                   c.d_width or c.base_width, c.num_classes,
+                                                   c.spectral_norm, c.d_depth)
         else:
             hidden = c.base_width * 4
             self.generator = MLPGenerator(c.latent_dim, c.image_size, c.channels, hidden,

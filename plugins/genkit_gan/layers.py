@@ -7,10 +7,6 @@
   reason genkit's generators use GroupNorm at all) and the EMA weights used for
   sampling need no running statistics. With ``num_classes=0`` it is a plain affine
   GroupNorm, so one generator class serves both cases.
-- :class:`ProjectionHead`: the projection discriminator's output (Miyato & Koyama 2018):
-  ``psi(h) + <embed(y), h>`` on D's pooled features ``h``; the inner product with a
-  class embedding makes D judge "a real image *of class y*", which is what keeps a
-  conditional generator from ignoring its label or collapsing within a class.
 - :class:`CondUpBlock`: the generator's 2x up-sampling step built on the conditional
   norm (:func:`up_conv` -> ConditionalGroupNorm -> ReLU), as in
   ``genkit_gan.models.ConvGenerator``'s blocks.
@@ -25,7 +21,6 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 
 def default_groups(num_channels: int, max_groups: int = 8) -> int:
@@ -70,37 +65,6 @@ class ConditionalGroupNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, num_classes={self.num_classes}, groups={self.norm.num_groups}"
-
-
-class ProjectionHead(nn.Module):
-    """``logit = w . h + b + <embed(y), h>`` on D's features ``h`` ``(B, F)`` -> ``(B,)``.
-
-    The class embedding starts small (Xavier uniform, as SNGAN's code) so the class term
-    does not swamp the real/fake term at step one; both take spectral norm when asked.
-    With ``num_classes=0`` it is the plain linear head and ``labels`` must be None.
-    """
-
-    def __init__(self, feature_dim: int, num_classes: int = 0,
-                 spectral_norm: bool = False) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        linear = nn.Linear(feature_dim, 1)
-        self.linear = _spectral_norm(linear) if spectral_norm else linear
-        self.embed = None
-        if num_classes:
-            embed = nn.Embedding(num_classes, feature_dim)
-            nn.init.xavier_uniform_(embed.weight)
-            self.embed = _spectral_norm(embed) if spectral_norm else embed
-
-    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.linear(h).squeeze(1)  # (B,)
-        if self.embed is None:
-            if labels is not None:
-                raise ValueError("this head is unconditional (num_classes=0): pass no labels")
-            return logits
-        if labels is None:
-            raise ValueError("this head is class-conditional: pass labels")
-        return logits + (self.embed(labels) * h).sum(dim=1)  # (B,)
 
 
 UPSAMPLING = ("transposed", "nearest")

@@ -73,7 +73,10 @@ class _Generator(nn.Module):
 
 
 class _Discriminator(nn.Module):
-    """Shared parts: a linear logit head plus the class projection term."""
+    """Shared parts: the projection discriminator's output (Miyato & Koyama 2018),
+    ``logit = w . h + b + <embed(y), h>`` on D's features ``h``. The inner product with a
+    class embedding makes D judge "a real image *of class y*", which is what keeps a
+    conditional generator from ignoring its label or collapsing within a class."""
 
     def _init_head(self, feature_dim: int, num_classes: int, spectral_norm: bool) -> None:
         self.num_classes = num_classes

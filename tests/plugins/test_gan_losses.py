@@ -21,7 +21,7 @@ from genkit_gan.augment import (
     rand_cutout,
     rand_translation,
 )
-from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock, ProjectionHead
+from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock
 from genkit_gan.losses import (
     LOSSES,
     check_loss,
@@ -370,23 +370,29 @@ def test_unconditional_norm_is_affine_group_norm_and_labels_are_checked():
 
 
 def test_projection_head_by_hand():
-    head = ProjectionHead(5, num_classes=4)
-    h, labels = torch.randn(3, 5), torch.tensor([0, 3, 3])
-    expected = (h @ head.linear.weight[0] + head.linear.bias[0]
-                + (head.embed.weight[labels] * h).sum(1))
-    torch.testing.assert_close(head(h, labels), expected)
+    from genkit_gan.models import MLPDiscriminator
+
+    D = MLPDiscriminator(image_size=4, hidden=5, num_classes=4)
+    x, labels = torch.randn(3, 1, 4, 4), torch.tensor([0, 3, 3])
+    h = D.features(x)  # (3, 5)
+    expected = (h @ D.head.weight[0] + D.head.bias[0]
+                + (D.label_projection.weight[labels] * h).sum(1))
+    torch.testing.assert_close(D(x, labels), expected)
     # the class term alone changes with the label
-    other = head(h, torch.tensor([1, 3, 3]))
-    torch.testing.assert_close(head(h, labels)[0] - other[0],
-                               ((head.embed.weight[0] - head.embed.weight[1]) * h[0]).sum())
-    assert ProjectionHead(5)(h).shape == (3,)
+    other = D(x, torch.tensor([1, 3, 3]))
+    torch.testing.assert_close(D(x, labels)[0] - other[0],
+                               ((D.label_projection.weight[0] - D.label_projection.weight[1])
+                                * h[0]).sum())
+    assert MLPDiscriminator(image_size=4, hidden=5)(x).shape == (3,)
     with pytest.raises(ValueError, match="pass labels"):
-        head(h)
+        D(x)
 
 
 def test_projection_head_with_spectral_norm_and_up_block_shapes():
-    head = ProjectionHead(6, num_classes=3, spectral_norm=True)
-    out = head(torch.randn(4, 6), torch.tensor([0, 1, 2, 0]))
+    from genkit_gan.models import MLPDiscriminator
+
+    D = MLPDiscriminator(image_size=4, hidden=6, num_classes=3, spectral_norm=True)
+    out = D(torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 2, 0]))
     assert out.shape == (4,) and torch.isfinite(out).all()
     block = CondUpBlock(8, 4, num_classes=3)
     y = block(torch.randn(2, 8, 4, 4), torch.tensor([0, 2]))

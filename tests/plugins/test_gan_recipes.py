@@ -54,19 +54,21 @@ def test_diffaugment_and_r1_keep_resume_exact(tmp_path):
     ({"diffaugment": "rotate"}, "diffaugment"),
     ({"upsample": "bilinear"}, "unknown upsample 'bilinear'; use one of transposed, nearest"),
     ({"d_depth": 0}, "d_depth must be at least 1"),
+    ({"d_width": -8}, r"d_width must be 0 \(base_width\) or more"),
 ])
 def test_bad_recipes_are_one_clear_error(config, message):
     with pytest.raises(ConfigError, match=message):
         genkit.create("gan", **TINY, **config)
 
 
-def test_nearest_upsampling_and_a_deeper_critic_reload_without_genkit(tmp_path):
+def test_nearest_upsampling_and_a_deeper_wider_critic_reload_without_genkit(tmp_path):
     from genkit_gan.models import ConvDiscriminator, ConvGenerator
 
-    g = genkit.create("gan", **TINY, num_classes=3, upsample="nearest", d_depth=2)
+    g = genkit.create("gan", **TINY, num_classes=3, upsample="nearest", d_depth=2, d_width=12)
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.generator.modules())
     convs = [m for m in g.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [m.stride[0] for m in convs] == [2, 1]  # 8 px: one level, its 3x3 added
+    assert [m.out_channels for m in convs] == [12, 12]  # D's own width, G's is 8
     g.save(tmp_path / "ckpt")
     z, y = torch.randn(2, TINY["latent_dim"]), torch.tensor([0, 2])
     images = torch.rand(2, 1, 8, 8) * 2 - 1
