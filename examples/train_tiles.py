@@ -1,15 +1,16 @@
 """Train a 32x32 RGB class-conditional generator on real pixel art, on a CPU budget.
 
     python examples/train_tiles.py                        # diffusion: 26 min, then eval
-    python examples/train_tiles.py --plugin gan           # the GAN recipe
+    python examples/train_tiles.py --plugin gan           # the GAN recipe: ~28 CPU-minutes
     python examples/train_tiles.py --plugin gan --diffaugment
     python examples/train_tiles.py --time 3m --out runs/tiles-smoke
     python examples/train_tiles.py --size small --time 2h # a larger UNet, a longer run
 
 The data is ``../shared/data/dcss_tiles``: 5,439 tiles from Dungeon Crawl Stone Soup in
 four class sub-folders (dngn, mon, item, gui), read as a ``folder:`` source (labels from
-the sub-folders). The script trains for a wall-clock budget (``time=``: genkit measures
-the step rate and sizes the schedule to end on time), then scores the model with
+the sub-folders). The script trains the diffusion model for a wall-clock budget (``time=``:
+genkit measures the step rate and sizes the schedule to end on time) and the GAN for a
+number of steps (its goal counts CPU-minutes), then scores the model with
 ``genkit.evaluate``: the Fréchet distance of n samples (the classes in the data's
 proportions; the diffusion model drawn with UniPC in 20 steps and classifier-free guidance
 1.25) beside the same figure for real held-out tiles (the floor) and for noise, and which
@@ -19,10 +20,11 @@ and prints ``RESULT`` lines (``tiles_...``; ``tiles_gan_diffaug_...`` and
 ``tiles_gan_plain_...`` for the GAN with and without DiffAugment).
 
 The GAN recipe is the shipped GAN's (label-modulated normalisation in G, projection D,
-non-saturating loss, lazy R1) at 32 px RGB. ``--diffaugment`` adds DiffAugment (colour,
+non-saturating loss, lazy R1) at 32 px RGB, trained for 11,000 steps at batch 32 on one
+thread (about 28 CPU-minutes) with the learning rate decayed linearly to 0: FD 2.42 against
+a real floor of 0.81 (BENCHMARKS.md). ``--diffaugment`` adds DiffAugment (colour,
 translation, cutout) on D's inputs, the standard fix for a GAN that over-fits a few
-thousand images; in this budget the GAN under-fits instead, and DiffAugment scored worse:
-FD 50.5 against 15.8 without it after 4,200 steps (about 23 CPU-minutes; BENCHMARKS.md).
+thousand images; in this budget it scored 12.8 (docs/defaults.md has the comparisons).
 
 Where ``../shared/data`` is absent the script says so and exits with status 0.
 """
@@ -46,6 +48,15 @@ GOAL_FD_OVER_FLOOR = {"diffusion": 3.0, "gan": 4.0}
 #: the GAN at 32 px RGB: the shipped digits GAN's recipe, wider
 GAN_CONFIG = {"arch": "conv", "latent_dim": 128, "base_width": 32, "conditioning": "norm",
               "loss": "nonsaturating", "r1_gamma": 1.0, "r1_every": 4}
+#: how each family trains here (flags override). The diffusion model: a wall-clock budget on
+#: the free cores. The GAN: a step budget on one thread (its goal counts CPU-minutes, and a
+#: model this small computes no faster on two), small batches (the GAN improves per update:
+#: in the same CPU time batch 32 makes 2.3x the updates of batch 64) and the learning rate
+#: decayed linearly to 0, which settles the step-to-step swings of a GAN's quality at the end
+TRAINING = {
+    "diffusion": {"time": "26m", "batch_size": 64},
+    "gan": {"steps": 11000, "batch_size": 32, "threads": 1, "lr_schedule": "linear"},
+}
 DIFFAUGMENT = "color,translation,cutout"
 TIMING = "train_tiles.json"  # in OUT: how long training took, for --eval-only
 #: how the diffusion model is sampled. Chosen on sample seeds 1 and 2 of a 24-minute model
@@ -61,17 +72,21 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--plugin", choices=sorted(GRIDS), default="diffusion")
     p.add_argument("--data", type=Path, default=DATA, help="the tiles folder (class sub-folders)")
     p.add_argument("--out", type=Path, help="run directory (default: runs/tiles-PLUGIN)")
-    p.add_argument("--time", default="26m", help="training budget (26m leaves the evaluation "
-                   "and the grid inside 30 minutes)")
-    p.add_argument("--steps", type=int, help="train this many steps instead of --time")
+    p.add_argument("--time", help="training budget (diffusion's default, 26m, leaves the "
+                   "evaluation and the grid inside 30 minutes)")
+    p.add_argument("--steps", type=int, help="train this many steps instead of --time "
+                   f"(the GAN's default: {TRAINING['gan']['steps']})")
     p.add_argument("--size", default="tiny", help="diffusion: UNet preset tiny | small | base")
     p.add_argument("--diffaugment", action=argparse.BooleanOptionalAction, default=False,
                    help=f"gan: DiffAugment ({DIFFAUGMENT}) on D's inputs (default: off; "
                    "see above)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                    help="random flips, crops and colour jitter (default: off)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, help="default: diffusion "
+                   f"{TRAINING['diffusion']['batch_size']}, gan {TRAINING['gan']['batch_size']}")
     p.add_argument("--lr", type=float, default=None, help="default: the plugin's")
+    p.add_argument("--lr-schedule", choices=("constant", "linear", "cosine"),
+                   help="default: gan linear (to 0 at the end), diffusion the plugin's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="more model config, e.g. --set attention=true")
     p.add_argument("-n", type=int, default=500, help="samples for the evaluation")
@@ -86,12 +101,25 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--truncation", type=float, default=1.0,
                    help="gan: truncation psi in (0, 1] (1: off)")
     p.add_argument("--grid", type=Path, help="where the sample grid goes (default: docs/images)")
-    p.add_argument("--threads", type=int, help="torch threads (default: the free cores)")
+    p.add_argument("--threads", type=int, help="torch threads (default: diffusion the free "
+                   "cores, gan 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema-decay", type=float, help="the EMA's decay (default: the plugin's)")
+    p.add_argument("--ema-warmup", action=argparse.BooleanOptionalAction, default=None,
+                   help="let the EMA's decay grow with the steps, diffusers' warm-up "
+                   "(default: on)")
+    p.add_argument("--checkpoint-every", type=int, help="keep a training checkpoint every N "
+                   "steps in OUT/checkpoints (each one scores with genkit eval)")
     p.add_argument("--progress", action="store_true", help="show the progress bar")
     p.add_argument("--eval-only", action="store_true", help="score the model trained before "
                    "in --out (OUT/model) with the sampling options given; no training")
     args = p.parse_args()
+    recipe = TRAINING[args.plugin]
+    if args.steps is None and args.time is None:
+        args.steps, args.time = recipe.get("steps"), recipe.get("time")
+    for key in ("batch_size", "threads", "lr_schedule"):
+        if getattr(args, key) is None:
+            setattr(args, key, recipe.get(key))
     args.out = args.out or ROOT / "runs" / f"tiles-{args.plugin}"
     args.grid = args.grid or GRIDS[args.plugin]
     return args
@@ -138,9 +166,11 @@ def train(g, args: argparse.Namespace, source: str, classes: int) -> tuple[int, 
     budget = {"steps": args.steps} if args.steps else {"time": args.time}
     train_kwargs = {"batch_size": args.batch_size, "seed": args.seed, "device": "cpu",
                     "augment": args.augment, "threads": args.threads, "out": str(args.out),
-                    "progress": args.progress, "log_with": "none", **budget}
-    if args.lr is not None:
-        train_kwargs["lr"] = args.lr
+                    "progress": args.progress, "log_with": "none",
+                    "checkpoint_every": args.checkpoint_every, **budget}
+    for key in ("lr", "lr_schedule", "ema_decay", "ema_warmup"):  # None: the plugin's
+        if getattr(args, key) is not None:
+            train_kwargs[key] = getattr(args, key)
     start_cpu, start = cpu_minutes(), time.perf_counter()
     report = g.train(source, **train_kwargs)
     train_wall = (time.perf_counter() - start) / 60
