@@ -22,7 +22,7 @@ and prints ``RESULT`` lines (``tiles_...``; ``tiles_gan_diffaug_...`` and
 The GAN recipe is the shipped GAN's (label-modulated normalisation in G, projection D,
 non-saturating loss, lazy R1) at 32 px RGB, trained for 11,000 steps at batch 32 on one
 thread (about 28 CPU-minutes) with the learning rate decayed linearly to 0: FD 2.42 against
-a real floor of 0.81 (BENCHMARKS.md). ``--diffaugment`` adds DiffAugment (colour,
+a real floor of 0.81 on training seed 0 (BENCHMARKS.md; other seeds in docs/defaults.md). ``--diffaugment`` adds DiffAugment (colour,
 translation, cutout) on D's inputs, the standard fix for a GAN that over-fits a few
 thousand images; in this budget it scored 12.8 (docs/defaults.md has the comparisons).
 
