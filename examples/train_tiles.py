@@ -22,9 +22,10 @@ and prints ``RESULT`` lines (``tiles_...``; ``tiles_gan_diffaug_...`` and
 The GAN recipe is the shipped GAN's (label-modulated normalisation in G, projection D,
 non-saturating loss, lazy R1) at 32 px RGB, trained for 11,000 steps at batch 32 on one
 thread (about 28 CPU-minutes) with the learning rate decayed linearly to 0: FD 2.42 against
-a real floor of 0.81 on training seed 0 (BENCHMARKS.md; other seeds in docs/defaults.md). ``--diffaugment`` adds DiffAugment (colour,
-translation, cutout) on D's inputs, the standard fix for a GAN that over-fits a few
-thousand images; in this budget it scored 12.8 (docs/defaults.md has the comparisons).
+a real floor of 0.81 on training seed 0, 7.84 to 11.3 on seeds 1 to 3 (BENCHMARKS.md,
+docs/defaults.md). ``--diffaugment`` adds DiffAugment (colour, translation, cutout) on D's
+inputs, the standard fix for a GAN that over-fits a few thousand images; in this budget it
+scored 12.8 (docs/defaults.md has the comparisons).
 
 Where ``../shared/data`` is absent the script says so and exits with status 0.
 """
@@ -38,6 +39,8 @@ import resource
 import sys
 import time
 from pathlib import Path
+
+from genkit.train.args import LR_SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dcss_tiles"
@@ -85,7 +88,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="default: diffusion "
                    f"{TRAINING['diffusion']['batch_size']}, gan {TRAINING['gan']['batch_size']}")
     p.add_argument("--lr", type=float, default=None, help="default: the plugin's")
-    p.add_argument("--lr-schedule", choices=("constant", "linear", "cosine"),
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help="default: gan linear (to 0 at the end), diffusion the plugin's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="more model config, e.g. --set attention=true")
