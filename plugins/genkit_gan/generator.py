@@ -152,11 +152,11 @@ def mean_pairwise_distance(images: torch.Tensor,
     """Mean L2 distance between pairs of a batch ``(B, C, S, S)``: a spread figure. With
     ``labels``, only pairs of the same label count (the spread within classes)."""
     x = images.detach().float().flatten(1)  # (B, D)
+    distances = torch.pdist(x)  # (B * (B - 1) / 2,): each pair once, exact (no matmul trick)
     if labels is None:
-        return torch.pdist(x).mean()
-    distances = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # (B, B)
-    same = labels[:, None] == labels[None, :]
-    same &= ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        return distances.mean()
+    first, second = torch.triu_indices(len(x), len(x), 1, device=x.device)
+    same = labels[first] == labels[second]
     return distances[same].mean() if bool(same.any()) else distances.new_zeros(())
 
 
