@@ -58,7 +58,7 @@ GAN_CONFIG = {"arch": "conv", "latent_dim": 128, "base_width": 32, "conditioning
 #: decayed linearly to 0, which settles the step-to-step swings of a GAN's quality at the end
 TRAINING = {
     "diffusion": {"time": "26m", "batch_size": 64},
-    "gan": {"steps": 11000, "batch_size": 32, "threads": 1, "lr_schedule": "linear"},
+    "gan": {"steps": 10000, "batch_size": 32, "threads": 1, "lr": 8e-4, "lr_schedule": "linear"},
 }
 DIFFAUGMENT = "color,translation,cutout"
 TIMING = "train_tiles.json"  # in OUT: how long training took, for --eval-only
@@ -87,7 +87,8 @@ def parse_args() -> argparse.Namespace:
                    help="random flips, crops and colour jitter (default: off)")
     p.add_argument("--batch-size", type=int, help="default: diffusion "
                    f"{TRAINING['diffusion']['batch_size']}, gan {TRAINING['gan']['batch_size']}")
-    p.add_argument("--lr", type=float, default=None, help="default: the plugin's")
+    p.add_argument("--lr", type=float, default=None, help="default: gan "
+                   f"{TRAINING['gan']['lr']:g}, diffusion the plugin's")
     p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help="default: gan linear (to 0 at the end), diffusion the plugin's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -120,7 +121,7 @@ def parse_args() -> argparse.Namespace:
     recipe = TRAINING[args.plugin]
     if args.steps is None and args.time is None:
         args.steps, args.time = recipe.get("steps"), recipe.get("time")
-    for key in ("batch_size", "threads", "lr_schedule"):
+    for key in ("batch_size", "threads", "lr", "lr_schedule"):
         if getattr(args, key) is None:
             setattr(args, key, recipe.get(key))
     args.out = args.out or ROOT / "runs" / f"tiles-{args.plugin}"
