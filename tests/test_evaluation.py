@@ -22,7 +22,7 @@ import torch
 import genkit
 from genkit.data.loading import load_data
 from genkit.data.types import ImageData
-from genkit.errors import DataError
+from genkit.errors import ConfigError, DataError
 from genkit.eval import features as eval_features
 from genkit.eval.evaluate import evaluate
 from genkit.eval.metrics import class_coverage, frechet_distance, knn_metrics, unigram_bits_per_char
@@ -173,6 +173,20 @@ def test_the_classifier_is_trained_once_and_reused(gaussian_result) -> None:
     assert again.rows == gaussian_result.rows  # same seed, same figures
 
 
+def test_the_model_row_averages_draws_of_consecutive_samples(gaussian_result) -> None:
+    """Draw 0 is samples 0..n-1 (the one-draw figure), draw 1 samples n..2n-1: with two
+    draws the mean plus or minus the spread gives back the one-draw FD exactly."""
+    result = evaluate(GaussianPixels(), data="digits", n=N, draws=2, model_draws=2, device="cpu")
+    model, single = result.rows["model"], gaussian_result.rows["model"].fd
+    assert model.draws == 2 and model.fd_std > 0
+    assert min(abs(model.fd - model.fd_std - single), abs(model.fd + model.fd_std - single)) < 1e-6
+    assert result.rows["real"] == gaussian_result.rows["real"]
+    assert result.coverage["model"] == gaussian_result.coverage["model"]  # draw 0's
+    assert "model (2 draws)" in _report(result)
+    with pytest.raises(ConfigError, match="draws must be at least 1"):
+        evaluate(GaussianPixels(), data="digits", n=N, model_draws=0, device="cpu")
+
+
 def test_a_collapsed_generator_is_flagged(gaussian_result) -> None:
     result = evaluate(OneDigit(), data="digits", n=N, draws=1, device="cpu")
     coverage = result.coverage["model"]
@@ -235,9 +249,11 @@ def test_figures_are_recorded_in_the_checkpoint_and_its_model_card(toy_registry,
 
     genkit.create("toy").save(tmp_path / "ckpt")
     out = CliRunner().invoke(cli, ["eval", str(tmp_path / "ckpt"), "--data", "digits",
-                                   "-n", "60", "--device", "cpu", "--json"])
+                                   "-n", "60", "--device", "cpu", "--model-draws", "2",
+                                   "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
+    assert result["rows"]["model"]["draws"] == 2 and result["rows"]["model"]["fd_std"] > 0
     manifest = read_manifest(tmp_path / "ckpt")  # still a valid checkpoint
     recorded = manifest["evaluation"]
     assert recorded["fd"] == result["rows"]["model"]["fd"] and recorded["n"] == 60

@@ -99,12 +99,14 @@ def info(path: Path, as_json: bool) -> None:
               help="A local Inception network directory to use for image features.")
 @click.option("--draws", type=int, default=3, show_default=True,
               help="Draws of the real and noise rows to average.")
+@click.option("--model-draws", type=int, default=1, show_default=True,
+              help="Draws of n samples to average for the model row (FD ± its spread).")
 @click.option("--no-record", is_flag=True, help="Do not write the figures into the checkpoint.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @click.pass_context
 def eval_(ctx: click.Context, path: Path, data: str | None, n: int, seed: int,
           batch_size: int | None, device: str, features: Path | None, draws: int,
-          no_record: bool, as_json: bool) -> None:
+          model_draws: int, no_record: bool, as_json: bool) -> None:
     """Measure sample quality against held-out data, beside real data and a baseline.
 
     Sampling options of the plugin pass through (e.g. --scheduler ddim --steps 25).
@@ -118,7 +120,8 @@ def eval_(ctx: click.Context, path: Path, data: str | None, n: int, seed: int,
     from genkit.api import evaluate  # lazy: the API imports torch
 
     result = evaluate(path, data=data, n=n, seed=seed, batch_size=batch_size, device=device,
-                      features=features, draws=draws, record=not no_record,
+                      features=features, draws=draws, model_draws=model_draws,
+                      record=not no_record,
                       **extra_options(ctx.args))
     click.echo(json.dumps(result.as_dict(), indent=2) if as_json else result.report())
 

@@ -11,7 +11,9 @@ features, with both sets cut to the reference size; class coverage under the cla
 Rows: ``real`` (n images of the other half of the train split, which the classifier
 never saw: the floor), ``model`` (n samples drawn with ``seed``), ``noise`` (n
 uniform-noise images: the baseline). The real and noise rows are averaged over ``draws``
-draws. FD depends strongly on n: compare figures only at the same n.
+draws, the model row over ``model_draws`` (default 1: one FD at n is itself a draw, so a
+model compared with the floor, or with another model, is judged more surely on several).
+FD depends strongly on n: compare figures only at the same n.
 
 Text: held-out loss, perplexity and bits per character of the model on the test split
 (the generator's own ``evaluate``), beside a character unigram model fitted on the train
@@ -74,7 +76,7 @@ MAX_EVAL_IMAGES = 10_000  # rows of a large data set decoded for evaluation
 def evaluate(path_or_generator: str | Path | GeneratorContract, data: Any = None, n: int = 500,
              seed: int = 0, batch_size: int | None = None, device: Any = "auto",
              features: str | Path | None = None, draws: int = DEFAULT_DRAWS,
-             record: bool = True, **sample_options: Any) -> EvalResult:
+             model_draws: int = 1, record: bool = True, **sample_options: Any) -> EvalResult:
     """Sample-quality figures of a generator against held-out data.
 
     Args:
@@ -86,6 +88,9 @@ def evaluate(path_or_generator: str | Path | GeneratorContract, data: Any = None
         device: where the generator (when loaded here) and feature networks run.
         features: a local transformers image model directory for the image features.
         draws: draws of n averaged for the real and noise rows.
+        model_draws: draws of n samples averaged for the model row: samples 0 to n-1 of
+            ``seed``, then n to 2n-1, ... (draw 0 is the one-draw figure). The per-class
+            figures and the class coverage are draw 0's.
         record: write the figures into the checkpoint's ``genkit.json`` and model card
             (only when ``path_or_generator`` is a checkpoint directory).
         **sample_options: the generator's sampling options (``steps=50``, ...).
@@ -96,19 +101,20 @@ def evaluate(path_or_generator: str | Path | GeneratorContract, data: Any = None
     if n < MIN_SAMPLES:
         raise ConfigError(f"-n {n} is too few for a Fréchet distance; use at least "
                           f"{MIN_SAMPLES} (500 or more for figures worth comparing)")
-    if draws < 1:
-        raise ConfigError(f"draws must be at least 1, got {draws}")
+    if draws < 1 or model_draws < 1:
+        raise ConfigError(f"draws must be at least 1, got {min(draws, model_draws)}")
     start = time.perf_counter()
     generator, directory = _resolve_generator(path_or_generator, device)
     spec = _data_spec(generator, data)
     torch_device = generator.device if directory is None else resolve_device(device)
     if generator.modality == "text":
-        if features is not None:
-            raise ConfigError("--features is for image models; drop it to evaluate text")
+        if features is not None or model_draws != 1:
+            raise ConfigError("--features and --model-draws are for image models; drop them "
+                              "to evaluate text")
         result = _evaluate_text(generator, spec)
     else:
         result = _evaluate_images(generator, spec, n, seed, batch_size, torch_device,
-                                  features, draws, sample_options)
+                                  features, draws, model_draws, sample_options)
     result.checkpoint = str(directory) if directory else None
     result.seconds = round(time.perf_counter() - start, 2)
     result.date = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -156,15 +162,19 @@ def _load_splits(spec: Any, modality: str, channels: int | None = None) -> tuple
 # ----------------------------------------------------------------------------- images
 def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
                      batch_size: int | None, device: torch.device,
-                     features: str | Path | None, draws: int,
+                     features: str | Path | None, draws: int, model_draws: int,
                      options: dict[str, Any]) -> EvalResult:
-    """Draw n samples and score them, the train split and noise against the test split."""
+    """Draw n samples (``model_draws`` times) and score them, the train split and noise
+    against the test split."""
     train, test = _load_splits(spec, "image", getattr(generator.config, "channels", None))
     channels = int(train.images.shape[-1])
-    samples, conditioning, asked = _draw_samples(generator, train, n, seed, batch_size, options)
+    samples, conditioning, asked = _draw_samples(generator, train, n, model_draws, seed,
+                                                 batch_size, options)
     if not samples or not hasattr(samples[0], "size"):
         raise DataError("the generator returned no images to evaluate")
-    fake = images_to_uint8(samples)  # (n, H, W, C)
+    pixels = images_to_uint8(samples)  # (model_draws * n, H, W, C)
+    fake_draws = pixels.reshape(model_draws, n, *pixels.shape[1:])
+    fake = fake_draws[0]
     via = int(fake.shape[1])
     feature_size = min(via, MAX_FEATURE_SIZE)
 
@@ -179,7 +189,8 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
     reference = extract(as_input(test.images))  # (R, D)
     rows = {"real": _score_draws(lambda d: _real_draw(held, n, seed, d), as_input, extract,
                                  reference, draws, seed),
-            "model": _score_draws(lambda d: fake, as_input, extract, reference, 1, seed),
+            "model": _score_draws(lambda d: fake_draws[d], as_input, extract, reference,
+                                  model_draws, seed),
             "noise": _score_draws(lambda d: _noise_draw(n, via, channels, seed, d), as_input,
                                   extract, reference, draws, seed)}
     class_fd = _class_fds(extract, as_input, fake, asked, held, test, reference, seed)
@@ -200,14 +211,15 @@ def _evaluate_images(generator: GeneratorContract, spec: Any, n: int, seed: int,
         rows=rows, coverage=coverage, class_fd=class_fd)
 
 
-def _draw_samples(generator: GeneratorContract, train: ImageData, n: int, seed: int,
-                  batch_size: int | None,
+def _draw_samples(generator: GeneratorContract, train: ImageData, n: int, draws: int,
+                  seed: int, batch_size: int | None,
                   options: dict[str, Any]) -> tuple[list[Any], str, list[int] | None]:
-    """n samples; a label-conditional model is asked for the classes in the training
-    split's proportions (:mod:`genkit.eval.labels`)."""
+    """``draws`` x n samples; a label-conditional model is asked for the classes in the
+    training split's proportions (:mod:`genkit.eval.labels`), the same n labels in each
+    draw (a sample's condition cycles with its index). Returns the n labels of a draw."""
     labels = asked_labels(generator, train, n)
-    samples = [s.output for s in iter_samples(generator, n=n, seed=seed, batch_size=batch_size,
-                                              labels=labels, **options)]
+    samples = [s.output for s in iter_samples(generator, n=n * draws, seed=seed,
+                                              batch_size=batch_size, labels=labels, **options)]
     if labels is None:
         return samples, "none", None
     return samples, "labels in the training split's class proportions", labels

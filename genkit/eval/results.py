@@ -161,7 +161,9 @@ def _format_images(result: EvalResult) -> list[str]:
              f"reference: the whole {result.data} test split ({result.reference['size']} "
              "images, fixed)", ""]
     coverage = result.coverage or {}
-    names = {"real": f"real (held-out train half, {result.draws} draws)", "model": "model",
+    model_draws = result.rows["model"].draws
+    names = {"real": f"real (held-out train half, {result.draws} draws)",
+             "model": "model" if model_draws == 1 else f"model ({model_draws} draws)",
              "noise": f"noise (uniform, {result.draws} draws)"}
     header = ["", "FD (lower better)", "precision", "recall", "density"]
     if coverage:
