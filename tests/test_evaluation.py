@@ -183,7 +183,7 @@ def test_the_model_row_averages_draws_of_consecutive_samples(gaussian_result) ->
     assert result.rows["real"] == gaussian_result.rows["real"]
     assert result.coverage["model"] == gaussian_result.coverage["model"]  # draw 0's
     assert "model (2 draws)" in _report(result)
-    with pytest.raises(ConfigError, match="draws must be at least 1"):
+    with pytest.raises(ConfigError, match="--model-draws must be at least 1, got 0"):
         evaluate(GaussianPixels(), data="digits", n=N, model_draws=0, device="cpu")
 
 

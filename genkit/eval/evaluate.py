@@ -101,8 +101,9 @@ def evaluate(path_or_generator: str | Path | GeneratorContract, data: Any = None
     if n < MIN_SAMPLES:
         raise ConfigError(f"-n {n} is too few for a Fréchet distance; use at least "
                           f"{MIN_SAMPLES} (500 or more for figures worth comparing)")
-    if draws < 1 or model_draws < 1:
-        raise ConfigError(f"draws must be at least 1, got {min(draws, model_draws)}")
+    for flag, value in (("--draws", draws), ("--model-draws", model_draws)):
+        if value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
     start = time.perf_counter()
     generator, directory = _resolve_generator(path_or_generator, device)
     spec = _data_spec(generator, data)
