@@ -95,6 +95,7 @@ class GANConfig:
     spectral_norm: bool = False  # spectral normalisation of D's layers
     d_depth: int = 1  # conv D: convolutions per resolution (1: DCGAN; 2 adds a 3x3 each)
     d_width: int = 0  # conv D: channels of its widest-resolution layer (0: base_width)
+    minibatch_std: int = 0  # conv D: group size of a minibatch-std channel (ProGAN: 4; 0 off)
     adam_betas: tuple[float, float] = (0.5, 0.999)
 
     def __post_init__(self) -> None:
@@ -107,6 +108,10 @@ class GANConfig:
         check(self.n_critic >= 1, f"n_critic must be at least 1, got {self.n_critic}")
         check(self.d_depth >= 1, f"d_depth must be at least 1, got {self.d_depth}")
         check(self.d_width >= 0, f"d_width must be 0 (base_width) or more, got {self.d_width}")
+        check(self.minibatch_std >= 0, "minibatch_std must be 0 (off) or a group size, got "
+                                       f"{self.minibatch_std}")
+        check(not self.minibatch_std or self.arch == "conv", "minibatch_std is for arch=conv; "
+              "drop it for arch=mlp")
         check(self.r1_every >= 1, f"r1_every must be at least 1, got {self.r1_every}")
         check(self.r1_gamma >= 0 and self.gp_weight >= 0, "r1_gamma and gp_weight must be >= 0")
         check(self.d_lr_ratio > 0, f"d_lr_ratio must be positive, got {self.d_lr_ratio}")
@@ -199,7 +204,8 @@ class GANGenerator(GANEditing, HubModules, Generator):
                                            c.upsample)
             self.discriminator = ConvDiscriminator(c.image_size, c.channels,
                                                    c.d_width or c.base_width, c.num_classes,
-                                                   c.spectral_norm, c.d_depth)
+                                                   c.spectral_norm, c.d_depth,
+                                                   c.minibatch_std)
         else:
             hidden = c.base_width * 4
             self.generator = MLPGenerator(c.latent_dim, c.image_size, c.channels, hidden,
@@ -244,9 +250,12 @@ class GANGenerator(GANEditing, HubModules, Generator):
                 fake_d = fake.detach()
             lazy_r1 = c.r1_gamma > 0 and (ctx.step * c.n_critic + k) % c.r1_every == 0
             real_in = real.detach().requires_grad_(lazy_r1)
-            both_labels = None if labels is None else torch.cat([labels, labels])
-            logits = D(torch.cat([seen(real_in), seen(fake_d)]), both_labels)  # (2B,)
-            real_logits, fake_logits = logits.chunk(2)
+            if c.minibatch_std:  # D pools over its batch: real and fake apart
+                real_logits, fake_logits = D(seen(real_in), labels), D(seen(fake_d), labels)
+            else:  # one forward for both
+                both_labels = None if labels is None else torch.cat([labels, labels])
+                logits = D(torch.cat([seen(real_in), seen(fake_d)]), both_labels)  # (2B,)
+                real_logits, fake_logits = logits.chunk(2)
             d_loss = discriminator_loss(real_logits, fake_logits, c.loss)
             if lazy_r1:
                 d_loss = d_loss + r1_penalty(real_logits, real_in, c.r1_gamma, c.r1_every)

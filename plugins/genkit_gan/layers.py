@@ -13,6 +13,7 @@
 - :func:`up_conv`: a 2x up-sampling convolution, DCGAN's transposed 4x4 stride-2 one or
   nearest-neighbour up-sampling then a 3x3 convolution (no checkerboard artefacts,
   Odena et al. 2016).
+- :class:`MinibatchStd`: the discriminator's minibatch standard-deviation channel.
 """
 
 from __future__ import annotations
@@ -80,6 +81,27 @@ def up_conv(in_channels: int, out_channels: int, mode: str, bias: bool) -> nn.Mo
         return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
                              nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=bias))
     raise ValueError(f"unknown upsampling {mode!r}; use one of {', '.join(UPSAMPLING)}")
+
+
+class MinibatchStd(nn.Module):
+    """ProGAN's minibatch standard deviation (Karras et al. 2018), the discriminator's view
+    of variety: one channel more, holding the standard deviation of the features across a
+    group of ``group`` consecutive images, averaged over features and positions. A
+    generator that draws too little variety makes that channel unlike a real batch's, so
+    D can tell it apart and push G to spread out. Groups are consecutive, so images passed
+    in separate calls (real and fake) never share one."""
+
+    def __init__(self, group: int) -> None:
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, C + 1, H, W)
+        n, _, h, w = x.shape
+        g = math.gcd(n, self.group)  # a batch that the group does not divide: smaller groups
+        spread = x.reshape(n // g, g, *x.shape[1:]).var(dim=1, unbiased=False)  # (N/g, C, H, W)
+        spread = spread.add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (N/g,)
+        channel = spread.repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, h, w)
+        return torch.cat([x, channel], dim=1)
 
 
 class CondUpBlock(nn.Module):

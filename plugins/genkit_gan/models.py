@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from genkit.plugin import hub_mixin_options
-from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock, up_conv
+from genkit_gan.layers import ConditionalGroupNorm, CondUpBlock, MinibatchStd, up_conv
 
 CONV_SIZES = tuple(4 * 2**k for k in range(1, 7))  # 8 .. 256
 MLP_SIZE_RANGE = (4, 64)
@@ -187,15 +187,22 @@ class ConvGenerator(_Generator, PyTorchModelHubMixin,
 class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
                         **hub_mixin_options("gan", __name__, "ConvDiscriminator")):
     """DCGAN discriminator: images ``(B, channels, S, S)`` → logits ``(B,)``; ``depth``
-    convolutions per resolution (DCGAN's 1: the stride-2 one; more add 3x3 ones)."""
+    convolutions per resolution (DCGAN's 1: the stride-2 one; more add 3x3 ones);
+    ``minibatch_std`` > 0: a :class:`~genkit_gan.layers.MinibatchStd` channel over groups of
+    that many images before the last (8x8 to 4x4) convolution, so a batch's logits depend
+    on each other within a group: pass real and generated images in separate calls."""
 
     def __init__(self, image_size: int = 16, channels: int = 1, base_width: int = 64,
-                 num_classes: int = 0, spectral_norm: bool = False, depth: int = 1) -> None:
+                 num_classes: int = 0, spectral_norm: bool = False, depth: int = 1,
+                 minibatch_std: int = 0) -> None:
         super().__init__()
         levels = conv_levels(image_size)
         widths = [base_width * 2**i for i in range(levels)]  # at S/2, S/4, .., 4
         layers: list[nn.Module] = []
-        for w_in, w_out in zip([channels, *widths[:-1]], widths):
+        for level, (w_in, w_out) in enumerate(zip([channels, *widths[:-1]], widths)):
+            if minibatch_std and level == levels - 1:
+                layers.append(MinibatchStd(minibatch_std))
+                w_in += 1
             layers += [maybe_sn(nn.Conv2d(w_in, w_out, 4, 2, 1), spectral_norm),
                        nn.LeakyReLU(0.2, inplace=True)]
             for _ in range(depth - 1):  # more 3x3 convolutions at this resolution

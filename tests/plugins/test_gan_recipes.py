@@ -22,6 +22,7 @@ QUIET = {"progress": False, "log_with": "none", "device": "cpu", "batch_size": 1
     {"loss": "lsgan", "d_lr_ratio": 2.0},
     {"loss": "wgan-gp", "n_critic": 2, "num_classes": 10, "conditioning": "concat"},
     {"upsample": "nearest", "d_depth": 2, "num_classes": 10},
+    {"minibatch_std": 4, "num_classes": 10, "r1_gamma": 1.0, "r1_every": 1},
     {"upsample": "nearest", "num_classes": 10, "conditioning": "concat"},
 ])
 def test_every_recipe_trains_with_finite_losses(recipe):
@@ -55,6 +56,8 @@ def test_diffaugment_and_r1_keep_resume_exact(tmp_path):
     ({"upsample": "bilinear"}, "unknown upsample 'bilinear'; use one of transposed, nearest"),
     ({"d_depth": 0}, "d_depth must be at least 1"),
     ({"d_width": -8}, r"d_width must be 0 \(base_width\) or more"),
+    ({"minibatch_std": -1}, r"minibatch_std must be 0 \(off\) or a group size"),
+    ({"minibatch_std": 4, "arch": "mlp"}, "minibatch_std is for arch=conv"),
 ])
 def test_bad_recipes_are_one_clear_error(config, message):
     with pytest.raises(ConfigError, match=message):
@@ -64,7 +67,8 @@ def test_bad_recipes_are_one_clear_error(config, message):
 def test_nearest_upsampling_and_a_deeper_wider_critic_reload_without_genkit(tmp_path):
     from genkit_gan.models import ConvDiscriminator, ConvGenerator
 
-    g = genkit.create("gan", **TINY, num_classes=3, upsample="nearest", d_depth=2, d_width=12)
+    g = genkit.create("gan", **TINY, num_classes=3, upsample="nearest", d_depth=2, d_width=12,
+                      minibatch_std=2)
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.generator.modules())
     convs = [m for m in g.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [m.stride[0] for m in convs] == [2, 1]  # 8 px: one level, its 3x3 added
@@ -78,6 +82,26 @@ def test_nearest_upsampling_and_a_deeper_wider_critic_reload_without_genkit(tmp_
         plain_d = ConvDiscriminator.from_pretrained(tmp_path / "ckpt" / "discriminator")
         torch.testing.assert_close(plain_d(images, y), g.discriminator(images, y))
     assert genkit.load(tmp_path / "ckpt", device="cpu").config.upsample == "nearest"
+
+
+def test_the_minibatch_std_channel_lets_d_see_variety_within_a_group_only():
+    g = genkit.create("gan", **TINY, minibatch_std=2)
+    D = g.discriminator
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        before = D(images)
+        partner, stranger = images.clone(), images.clone()
+        partner[1] += 0.5  # in image 0's group of 2
+        stranger[2] += 0.5  # in the next group
+        assert not torch.allclose(D(partner)[0], before[0])
+        assert torch.equal(D(stranger)[:2], before[:2])
+        same = images[:1].expand(2, -1, -1, -1)  # a group of one image twice: no spread
+        varied = torch.cat([images[:1], -images[:1]])
+        spread = [D.body[0](x)[:, -1].mean().item() for x in (same, varied)]
+    assert spread[0] < 1e-3 < spread[1]
+    plain = genkit.create("gan", **TINY).discriminator
+    with torch.no_grad():
+        assert torch.equal(plain(stranger)[:2], plain(images)[:2])
 
 
 def test_bad_sampling_requests_are_one_clear_error():
