@@ -21,12 +21,12 @@ and prints ``RESULT`` lines (``tiles_...``; ``tiles_gan_diffaug_...`` and
 
 The GAN recipe is the shipped GAN's (label-modulated normalisation in G, projection D,
 non-saturating loss, lazy R1) at 32 px RGB, trained for 10,000 steps at batch 32 on one
-thread (27-28.5 CPU-minutes) with the learning rate, 8e-4, decayed linearly to 0: over
-training seeds 0-3, each scored on sample seeds 0-2, a mean FD of 3.56, 2.70x the mean
-real floor; seed 0 is the weakest (5.35 against 0.81 on sample seed 0; docs/defaults.md).
-``--diffaugment`` adds DiffAugment (colour, translation, cutout) on D's inputs, the
-standard fix for a GAN that over-fits a few thousand images; this budget under-fits, and
-at the 2e-4 schedule it scored 12.8 against 2.42 without (docs/defaults.md).
+thread (27-29 CPU-minutes) with the learning rate, 8e-4, decayed linearly to 0, and scored
+on the mean of 3 draws of n samples (``--eval-draws``; one FD at n = 500 is itself a draw).
+Over training seeds 0-7: a mean FD of 3.07, 3.78x the real floor, 5 of 8 runs within 4x;
+seed 0 is the weakest (5.34; docs/defaults.md). ``--diffaugment`` adds DiffAugment (colour,
+translation, cutout) on D's inputs, the standard fix for a GAN that over-fits a few
+thousand images; this budget under-fits, and on seeds 0 and 1 it scored 19.4 and 12.6.
 
 Where ``../shared/data`` is absent the script says so and exits with status 0.
 """
