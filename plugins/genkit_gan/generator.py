@@ -250,9 +250,10 @@ class GANGenerator(GANEditing, HubModules, Generator):
                 fake_d = fake.detach()
             lazy_r1 = c.r1_gamma > 0 and (ctx.step * c.n_critic + k) % c.r1_every == 0
             real_in = real.detach().requires_grad_(lazy_r1)
-            if c.minibatch_std:  # D pools over its batch: real and fake apart
+            if c.minibatch_std and real.shape[0] % c.minibatch_std:
+                # D pools over groups of consecutive images: one would hold real and fake
                 real_logits, fake_logits = D(seen(real_in), labels), D(seen(fake_d), labels)
-            else:  # one forward for both
+            else:  # one forward for both (minibatch-std groups stay within each half)
                 both_labels = None if labels is None else torch.cat([labels, labels])
                 logits = D(torch.cat([seen(real_in), seen(fake_d)]), both_labels)  # (2B,)
                 real_logits, fake_logits = logits.chunk(2)
