@@ -190,7 +190,8 @@ class ConvDiscriminator(_Discriminator, PyTorchModelHubMixin,
     convolutions per resolution (DCGAN's 1: the stride-2 one; more add 3x3 ones);
     ``minibatch_std`` > 0: a :class:`~genkit_gan.layers.MinibatchStd` channel over groups of
     that many images before the last (8x8 to 4x4) convolution, so a batch's logits depend
-    on each other within a group: pass real and generated images in separate calls."""
+    on each other within a group: real and generated images must not share one (separate
+    calls, or one batch whose halves split into whole groups)."""
 
     def __init__(self, image_size: int = 16, channels: int = 1, base_width: int = 64,
                  num_classes: int = 0, spectral_norm: bool = False, depth: int = 1,
