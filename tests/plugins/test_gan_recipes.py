@@ -104,6 +104,18 @@ def test_the_minibatch_std_channel_lets_d_see_variety_within_a_group_only():
         assert torch.equal(plain(stranger)[:2], plain(images)[:2])
 
 
+@pytest.mark.parametrize("batch_size, d_calls", [(8, [16, 8]), (6, [6, 6, 6])])
+def test_real_and_fake_never_share_a_minibatch_std_group(batch_size, d_calls):
+    # groups are consecutive images: real and fake go through D together only when the
+    # batch splits into whole groups, else in separate calls (then G's step)
+    g = genkit.create("gan", **TINY, minibatch_std=4, r1_gamma=1.0, r1_every=1)
+    layer = next(m for m in g.discriminator.modules() if type(m).__name__ == "MinibatchStd")
+    seen = []
+    layer.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    g.train("digits", steps=1, **{**QUIET, "batch_size": batch_size})
+    assert seen[:len(d_calls)] == d_calls  # the training step's calls; evaluation follows
+
+
 def test_bad_sampling_requests_are_one_clear_error():
     g = genkit.create("gan", **TINY)
     for truncation in (0, 1.5):
