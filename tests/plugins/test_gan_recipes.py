@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from genkit_gan.generator import slerp
+from genkit_gan.layers import MinibatchStd
 
 import genkit
 from genkit.errors import ConfigError, SamplingError
@@ -109,7 +110,7 @@ def test_real_and_fake_never_share_a_minibatch_std_group(batch_size, d_calls):
     # groups are consecutive images: real and fake go through D together only when the
     # batch splits into whole groups, else in separate calls (then G's step)
     g = genkit.create("gan", **TINY, minibatch_std=4, r1_gamma=1.0, r1_every=1)
-    layer = next(m for m in g.discriminator.modules() if type(m).__name__ == "MinibatchStd")
+    layer = next(m for m in g.discriminator.modules() if isinstance(m, MinibatchStd))
     seen = []
     layer.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
     g.train("digits", steps=1, **{**QUIET, "batch_size": batch_size})
